@@ -1,0 +1,38 @@
+"""Numba settings for every skbn kernel, in one place.
+
+Tests patch these values (for example a tiny block size so that a 5-row input
+spans several blocks and exercises the merge).  The kernels read the block
+sizes as arguments, so a change here takes effect without recompiling.
+
+Compiled kernels are cached on disk (``cache=True``).  Numba writes the cache
+next to the source file and, when the package folder is not writable (a
+system-wide or read-only install), falls back by itself to a user-wide cache
+directory; ``NUMBA_CACHE_DIR`` overrides both.  ``tests/test_config.py`` checks
+the read-only case.
+"""
+
+# Fast-math flags without ``nnan`` and ``ninf``: NaN and inf must keep their
+# IEEE meaning because NaN marks missing values and inf must be detected.
+# ``reassoc`` lets LLVM vectorize the per-segment sums; ``contract`` allows FMA.
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+# Rows layout (n_rows, n_features): a block of rows is read twice (sum, then
+# squared deviations from the block mean) while it sits in the L2 cache, so the
+# two-pass algorithm costs one pass over memory.  Bytes per block:
+ROW_BLOCK_BYTES = 128 * 1024
+# Fewest rows in a block, for very wide data.
+MIN_BLOCK_ROWS = 4
+
+# Segment layout (outer, channels, inner): each contiguous run of one channel
+# is cut into pieces of at most this many elements.
+SEGMENT_LEN = 8192
+
+# Work is split into a number of tasks that depends on the data's shape only,
+# never on the thread count, so that the merge order, and therefore every bit
+# of the result, is the same for 1, 2 or 64 threads.
+MAX_TASKS = 64
+MIN_TASK_ELEMENTS = 1 << 15
+
+# Data with fewer features than this (and many rows) is folded into a wider
+# view so that the inner loop over features is long enough to vectorize.
+FOLD_MIN_WIDTH = 64

@@ -1,0 +1,292 @@
+"""Numba CPU kernels.
+
+Every kernel takes validated, C-contiguous float32/float64 arrays and checks
+nothing; the wrappers in :mod:`skbn._moments` validate, choose the layout and
+allocate.  Two layouts cover every supported input without copying it:
+
+* rows ``(n, d)``: statistics per column (2-D data, channels-last images);
+* segments ``(outer, c, inner)``: statistics per channel over ``outer`` and
+  ``inner`` (``axis=1`` on ``(N, C, H, W)``, Fortran-ordered 2-D data seen
+  through its transpose).
+
+Moments are ``(count, mean, M2)`` per feature, accumulated in float64 whatever
+the input dtype.  Within a cache-resident block the mean is formed first and
+the squared deviations from it second (the two-pass algorithm, exact to
+rounding, no ``E[x^2] - E[x]^2`` cancellation); blocks are then combined with
+the pairwise update of Chan, Golub and LeVeque (1979)::
+
+    n     = n_a + n_b
+    delta = mean_b - mean_a
+    mean  = mean_a + delta * n_b / n
+    M2    = M2_a + M2_b + delta**2 * n_a * n_b / n
+
+The work is cut into a number of tasks that depends on the shape only (see
+``skbn._config``); each task merges its blocks in order and the tasks are
+merged in order, so results are bit-identical for any thread count.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .._config import FASTMATH
+
+_JIT = {"cache": True, "fastmath": FASTMATH, "nogil": True}
+
+
+@njit(inline="always", **_JIT)
+def chan_merge(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
+    """Merge moments ``b`` into ``a``; the one implementation of the update.
+
+    Written without branches so that it vectorizes; an empty side (count 0,
+    mean 0, M2 0) leaves the other side bit-for-bit unchanged.
+    """
+    n = n_a + n_b
+    f = n_b / n if n > 0.0 else 0.0  # weight of the new side
+    delta = mean_b - mean_a  # new minus old mean
+    return n, mean_a + delta * f, m2_a + m2_b + delta * delta * n_a * f
+
+
+@njit(parallel=True, **_JIT)
+def merge_task_moments(cnt, mean, m2):
+    """Merge rows of ``(tasks, features)`` moments in task order."""
+    n_tasks, d = mean.shape
+    out_n = np.zeros(d)
+    out_mean = np.zeros(d)
+    out_m2 = np.zeros(d)
+    for j in prange(d):
+        na = 0.0
+        ma = 0.0
+        qa = 0.0
+        for t in range(n_tasks):
+            na, ma, qa = chan_merge(na, ma, qa, cnt[t, j], mean[t, j], m2[t, j])
+        out_n[j] = na
+        out_mean[j] = ma
+        out_m2[j] = qa
+    return out_n, out_mean, out_m2
+
+
+@njit(**_JIT)
+def merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
+    """Element-wise merge of two sets of per-feature moments (new arrays)."""
+    d = mean_a.shape[0]
+    n = np.empty(d)
+    mean = np.empty(d)
+    m2 = np.empty(d)
+    for j in range(d):
+        n[j], mean[j], m2[j] = chan_merge(
+            n_a[j], mean_a[j], m2_a[j], n_b[j], mean_b[j], m2_b[j]
+        )
+    return n, mean, m2
+
+
+@njit(inline="always", **_JIT)
+def _task_range(t, n_tasks, n_units):
+    return t * n_units // n_tasks, (t + 1) * n_units // n_tasks
+
+
+@njit(parallel=True, **_JIT)
+def rows_moments(x, block, n_tasks):
+    """Per-column moments of ``x`` (n, d); NaN propagates (no weights)."""
+    n, d = x.shape
+    n_blocks = (n + block - 1) // block
+    cnt = np.zeros((n_tasks, d))
+    mean = np.zeros((n_tasks, d))
+    m2 = np.zeros((n_tasks, d))
+    for t in prange(n_tasks):
+        b0, b1 = _task_range(t, n_tasks, n_blocks)
+        s = np.empty(d)
+        q = np.empty(d)
+        ma = mean[t]
+        qa = m2[t]
+        na = 0.0
+        for b in range(b0, b1):
+            r0 = b * block
+            r1 = min(n, r0 + block)
+            nb = float(r1 - r0)
+            s[:] = 0.0
+            for r in range(r0, r1):
+                for j in range(d):
+                    s[j] += x[r, j]
+            inv = 1.0 / nb
+            for j in range(d):
+                s[j] *= inv
+            q[:] = 0.0
+            for r in range(r0, r1):
+                for j in range(d):
+                    dv = x[r, j] - s[j]
+                    q[j] += dv * dv
+            n_new = na
+            for j in range(d):
+                n_new, ma[j], qa[j] = chan_merge(na, ma[j], qa[j], nb, s[j], q[j])
+            na = n_new
+        cnt[t, :] = na
+    return merge_task_moments(cnt, mean, m2)
+
+
+@njit(parallel=True, **_JIT)
+def rows_moments_masked(x, w, block, n_tasks):
+    """Per-column weighted moments of ``x`` (n, d) that skip NaN entries.
+
+    ``w`` has shape ``(n, 1)`` (one weight per row, any strides).
+    """
+    n, d = x.shape
+    n_blocks = (n + block - 1) // block
+    cnt = np.zeros((n_tasks, d))
+    mean = np.zeros((n_tasks, d))
+    m2 = np.zeros((n_tasks, d))
+    for t in prange(n_tasks):
+        b0, b1 = _task_range(t, n_tasks, n_blocks)
+        s = np.empty(d)
+        sw = np.empty(d)
+        q = np.empty(d)
+        na = cnt[t]
+        ma = mean[t]
+        qa = m2[t]
+        for b in range(b0, b1):
+            r0 = b * block
+            r1 = min(n, r0 + block)
+            s[:] = 0.0
+            sw[:] = 0.0
+            for r in range(r0, r1):
+                wr = w[r, 0]
+                for j in range(d):
+                    v = x[r, j]
+                    if v == v:
+                        s[j] += wr * v
+                        sw[j] += wr
+            for j in range(d):
+                s[j] = s[j] / sw[j] if sw[j] > 0.0 else 0.0
+            q[:] = 0.0
+            for r in range(r0, r1):
+                wr = w[r, 0]
+                for j in range(d):
+                    v = x[r, j]
+                    if v == v:
+                        dv = v - s[j]
+                        q[j] += wr * dv * dv
+            for j in range(d):
+                na[j], ma[j], qa[j] = chan_merge(na[j], ma[j], qa[j], sw[j], s[j], q[j])
+    return merge_task_moments(cnt, mean, m2)
+
+
+@njit(parallel=True, **_JIT)
+def segments_moments(x, seg_len, n_tasks):
+    """Per-channel moments of ``x`` (outer, c, inner); NaN propagates."""
+    outer, c, inner = x.shape
+    k_per = (inner + seg_len - 1) // seg_len
+    n_units = outer * c * k_per
+    cnt = np.zeros((n_tasks, c))
+    mean = np.zeros((n_tasks, c))
+    m2 = np.zeros((n_tasks, c))
+    for t in prange(n_tasks):
+        u0, u1 = _task_range(t, n_tasks, n_units)
+        for u in range(u0, u1):
+            k = u % k_per
+            oc = u // k_per
+            ch = oc % c
+            o = oc // c
+            i0 = k * seg_len
+            i1 = min(inner, i0 + seg_len)
+            s = 0.0
+            for i in range(i0, i1):
+                s += x[o, ch, i]
+            nb = float(i1 - i0)
+            bm = s / nb
+            q = 0.0
+            for i in range(i0, i1):
+                dv = x[o, ch, i] - bm
+                q += dv * dv
+            cnt[t, ch], mean[t, ch], m2[t, ch] = chan_merge(
+                cnt[t, ch], mean[t, ch], m2[t, ch], nb, bm, q
+            )
+    return merge_task_moments(cnt, mean, m2)
+
+
+@njit(parallel=True, **_JIT)
+def segments_moments_masked(x, w, seg_len, n_tasks):
+    """Weighted, NaN-skipping per-channel moments of ``x`` (outer, c, inner).
+
+    ``w`` has shape ``(outer, inner)`` (any strides, zero strides allowed).
+    """
+    outer, c, inner = x.shape
+    k_per = (inner + seg_len - 1) // seg_len
+    n_units = outer * c * k_per
+    cnt = np.zeros((n_tasks, c))
+    mean = np.zeros((n_tasks, c))
+    m2 = np.zeros((n_tasks, c))
+    for t in prange(n_tasks):
+        u0, u1 = _task_range(t, n_tasks, n_units)
+        for u in range(u0, u1):
+            k = u % k_per
+            oc = u // k_per
+            ch = oc % c
+            o = oc // c
+            i0 = k * seg_len
+            i1 = min(inner, i0 + seg_len)
+            s = 0.0
+            sw = 0.0
+            for i in range(i0, i1):
+                v = x[o, ch, i]
+                if v == v:
+                    s += w[o, i] * v
+                    sw += w[o, i]
+            bm = s / sw if sw > 0.0 else 0.0
+            q = 0.0
+            for i in range(i0, i1):
+                v = x[o, ch, i]
+                if v == v:
+                    dv = v - bm
+                    q += w[o, i] * dv * dv
+            cnt[t, ch], mean[t, ch], m2[t, ch] = chan_merge(
+                cnt[t, ch], mean[t, ch], m2[t, ch], sw, bm, q
+            )
+    return merge_task_moments(cnt, mean, m2)
+
+
+@njit(parallel=True, **_JIT)
+def rows_affine(x, shift, scale, offset, out, block):
+    """``out = (x - shift) * scale + offset`` per column of ``x`` (n, d).
+
+    Returns one flag per block of rows: 0 when every input in it is finite,
+    NaN when it holds a NaN or an infinity.  ``v * 0.0`` is how the flag is
+    formed because it costs no measurable time in this memory-bound loop,
+    unlike a comparison with inf (the caller looks for the infinity only
+    when a flag is set).  ``out`` may be ``x`` itself.
+    """
+    n, d = x.shape
+    n_blocks = (n + block - 1) // block
+    flags = np.zeros(n_blocks)
+    for b in prange(n_blocks):
+        r0 = b * block
+        r1 = min(n, r0 + block)
+        acc = 0.0
+        for r in range(r0, r1):
+            for j in range(d):
+                v = x[r, j]
+                acc += v * 0.0
+                out[r, j] = (v - shift[j]) * scale[j] + offset[j]
+        flags[b] = acc
+    return flags
+
+
+@njit(parallel=True, **_JIT)
+def segments_affine(x, shift, scale, offset, out):
+    """``out = (x - shift) * scale + offset`` per channel of ``x`` (outer, c, inner).
+
+    Returns one non-finite flag per ``(outer, c)`` run, as :func:`rows_affine`.
+    """
+    outer, c, inner = x.shape
+    flags = np.zeros(outer * c)
+    for oc in prange(outer * c):
+        ch = oc % c
+        o = oc // c
+        m = shift[ch]
+        a = scale[ch]
+        b = offset[ch]
+        acc = 0.0
+        for i in range(inner):
+            v = x[o, ch, i]
+            acc += v * 0.0
+            out[o, ch, i] = (v - m) * a + b
+        flags[oc] = acc
+    return flags

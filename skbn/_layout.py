@@ -1,0 +1,110 @@
+"""How an N-D array and a feature ``axis`` map onto the kernels' two layouts.
+
+The kernels see a C-contiguous 3-D view ``(outer, features, inner)``: the
+statistics are per ``features`` index and reduced over ``outer`` and
+``inner``.  For C-contiguous input with a contiguous block of feature axes the
+view is a reshape (no copy); for Fortran-ordered input with a single feature
+axis it is a reshape of the transpose (no copy either, and the output comes
+back Fortran-ordered).  Anything else is copied once into C order.
+"""
+
+from math import prod
+
+import numpy as np
+
+
+def normalize_axis(axis, ndim):
+    """Return the feature axes as a sorted tuple of non-negative ints.
+
+    Parameters
+    ----------
+    axis : int or tuple of int
+        Feature axis or axes, negative values counting from the end.
+    ndim : int
+        Number of dimensions of the data.
+
+    Returns
+    -------
+    tuple of int
+    """
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    if len(axes) == 0:
+        raise ValueError("axis must name at least one feature axis; got axis=().")
+    out = []
+    for a in axes:
+        if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
+            raise TypeError(f"axis must be an int or a tuple of ints; got {axis!r}.")
+        if not -ndim <= a < ndim:
+            raise ValueError(
+                f"axis={axis!r} is out of bounds for X with {ndim} dimensions."
+            )
+        out.append(int(a) % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"axis={axis!r} names the same dimension twice.")
+    if len(out) == ndim:
+        raise ValueError(
+            f"axis={axis!r} leaves no dimension to reduce over in X with {ndim} "
+            "dimensions."
+        )
+    return tuple(sorted(out))
+
+
+class Layout:
+    """A 3-D kernel view of ``X`` and the way back to ``X``'s shape.
+
+    Attributes
+    ----------
+    x3 : ndarray of shape (outer, n_features, inner)
+        C-contiguous view (or copy) of ``X``.
+    rows : bool
+        True when ``inner == 1``: the kernels then use the per-row layout.
+    """
+
+    __slots__ = ("x3", "rows", "shape", "transposed", "perm")
+
+    def __init__(self, X, axes):
+        self.shape = X.shape
+        lo, hi = axes[0], axes[-1]
+        contiguous_block = hi - lo + 1 == len(axes)
+        self.transposed = False
+        self.perm = None
+        if contiguous_block and X.flags.c_contiguous:
+            src = X
+        elif len(axes) == 1 and X.flags.f_contiguous:
+            # The transpose of an F-ordered array is C-ordered; the feature
+            # axis keeps one axis, now counted from the other end.
+            src = X.T
+            lo = hi = X.ndim - 1 - axes[0]
+            self.transposed = True
+        elif contiguous_block:
+            src = np.ascontiguousarray(X)
+        else:
+            # Move the feature axes to the end (keeping their order), once.
+            perm = [a for a in range(X.ndim) if a not in axes] + list(axes)
+            src = np.ascontiguousarray(X.transpose(perm))
+            lo, hi = X.ndim - len(axes), X.ndim - 1
+            self.perm = perm
+        shape = src.shape
+        self.x3 = src.reshape(prod(shape[:lo]), prod(shape[lo : hi + 1]), prod(shape[hi + 1 :]))
+        self.rows = self.x3.shape[2] == 1
+
+    def weights(self, sample_weight):
+        """Expand per-sample weights to the ``(outer, inner)`` reduced grid."""
+        outer, _, inner = self.x3.shape
+        n = self.shape[0]
+        if self.transposed:
+            # Sample axis 0 of X is the fastest part of ``inner``: tile.
+            w = np.tile(sample_weight, inner // n)
+            return np.broadcast_to(w[None, :], (outer, inner))
+        # Otherwise it is the slowest part of ``outer``: repeat.
+        w = np.repeat(sample_weight, outer // n)
+        return np.broadcast_to(w[:, None], (outer, inner))
+
+    def restore(self, y3):
+        """Give a result of the view's shape ``X``'s shape (and order)."""
+        if self.transposed:
+            return y3.reshape(self.shape[::-1]).T
+        if self.perm is not None:
+            moved = tuple(self.shape[a] for a in self.perm)
+            return y3.reshape(moved).transpose(np.argsort(self.perm))
+        return y3.reshape(self.shape)

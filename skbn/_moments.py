@@ -1,0 +1,262 @@
+"""Mergeable moments ``(count, mean, M2)`` and the normalize step.
+
+These are the routines that every path of skbn shares: the estimators, the
+functional API and the dask reduction all compute statistics with
+:func:`moments`, combine them with :func:`merge`, fold them into running
+statistics with :func:`ema_update`, and apply them with :func:`affine`.
+
+``merge`` is the update of Chan, Golub and LeVeque (1979), the same one that
+``sklearn.utils.extmath._incremental_mean_and_var`` documents; the formula
+lives once, in :func:`skbn._kernels.cpu.chan_merge`.
+"""
+
+from math import ceil
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _config
+from ._kernels import cpu
+
+
+class Moments(NamedTuple):
+    """Per-feature moments, all float64 arrays of shape ``(n_features,)``.
+
+    ``count`` is the sum of the weights of the non-missing values (the number
+    of values when unweighted), ``mean`` their mean, ``m2`` the sum of their
+    weighted squared deviations from ``mean``.  An empty feature has count 0,
+    mean 0 and m2 0, which merges as a no-op.
+    """
+
+    count: np.ndarray
+    mean: np.ndarray
+    m2: np.ndarray
+
+    @property
+    def var(self):
+        """Biased (population) variance; 0 where the count is 0."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.count > 0, self.m2 / self.count, 0.0)
+
+
+def _n_tasks(n_elements, n_units):
+    """Tasks for a kernel call: a function of the shape only (see _config)."""
+    by_size = n_elements // _config.MIN_TASK_ELEMENTS
+    return int(max(1, min(by_size, _config.MAX_TASKS, n_units)))
+
+
+def _block_rows(d, itemsize):
+    return max(_config.MIN_BLOCK_ROWS, _config.ROW_BLOCK_BYTES // (d * itemsize))
+
+
+def _fold(n, d):
+    """Rows folded together so that the kernels' feature loop is wide enough."""
+    if d >= _config.FOLD_MIN_WIDTH:
+        return 1
+    k = ceil(_config.FOLD_MIN_WIDTH / d)
+    return k if n >= 2 * k else 1
+
+
+def _rows_moments(x2):
+    n, d = x2.shape
+    block = _block_rows(d, x2.itemsize)
+    n_tasks = _n_tasks(x2.size, (n + block - 1) // block)
+    return cpu.rows_moments(x2, block, n_tasks)
+
+
+def _dense_moments(x3):
+    """Moments without weights; a NaN anywhere makes its feature NaN."""
+    outer, d, inner = x3.shape
+    if inner > 1:
+        seg = _config.SEGMENT_LEN
+        units = outer * d * ((inner + seg - 1) // seg)
+        return cpu.segments_moments(x3, seg, _n_tasks(x3.size, units))
+    x2 = x3.reshape(outer, d)
+    k = _fold(outer, d)
+    if k == 1:
+        return _rows_moments(x2)
+    # Few, long columns: view k consecutive rows as one wide row, take the
+    # moments of each of the k*d wide columns, then merge the k columns that
+    # hold the same feature, in order.  The tail rows merge last.
+    n_main = outer - outer % k
+    wide = _rows_moments(x2[:n_main].reshape(n_main // k, k * d))
+    folded = cpu.merge_task_moments(*(a.reshape(k, d) for a in wide))
+    if n_main == outer:
+        return folded
+    return cpu.merge_moments(*folded, *_rows_moments(x2[n_main:]))
+
+
+def _masked_moments(x3, w2):
+    """Weighted moments that skip NaN; ``w2`` has shape ``(outer, inner)``."""
+    outer, d, inner = x3.shape
+    if inner > 1:
+        seg = _config.SEGMENT_LEN
+        units = outer * d * ((inner + seg - 1) // seg)
+        return cpu.segments_moments_masked(x3, w2, seg, _n_tasks(x3.size, units))
+    x2 = x3.reshape(outer, d)
+    block = _block_rows(d, x2.itemsize)
+    n_tasks = _n_tasks(x2.size, (outer + block - 1) // block)
+    return cpu.rows_moments_masked(x2, w2, block, n_tasks)
+
+
+def _inf_features(x3):
+    return np.flatnonzero(np.isinf(x3).any(axis=(0, 2)))
+
+
+def _raise_inf(x3, feature_names):
+    # After an in-place transform the infinite inputs may already be
+    # overwritten; the message then names no feature.
+    bad = _inf_features(x3)
+    if bad.size == 0:
+        raise ValueError("Input X contains infinity.")
+    shown = [
+        f"{j} ({feature_names[j]!r})" if feature_names is not None else str(j)
+        for j in bad[:5]
+    ]
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    raise ValueError(
+        f"Input X contains infinity in feature {', '.join(shown)}{more}. "
+        "Replace infinite values (for example with np.nan, which is ignored "
+        "when fitting) before calling skbn."
+    )
+
+
+def moments(layout, sample_weight=None, feature_names=None):
+    """Moments of each feature of ``layout.x3``, NaN ignored, inf rejected.
+
+    Parameters
+    ----------
+    layout : skbn._layout.Layout
+        The data, already validated.
+    sample_weight : ndarray of shape (n_samples,), optional
+        Non-negative float64 weights, one per sample (axis 0 of ``X``).
+    feature_names : sequence of str, optional
+        Used in the error message when a feature holds an infinite value.
+
+    Returns
+    -------
+    Moments
+    """
+    x3 = layout.x3
+    if sample_weight is None:
+        # The fast path does not test for NaN: a NaN turns its feature's sum
+        # NaN, and only then the masked kernel runs.
+        res = _dense_moments(x3)
+        if np.isfinite(res[1]).all() and np.isfinite(res[2]).all():
+            return Moments(*res)
+        w2 = np.broadcast_to(np.ones(1), (x3.shape[0], x3.shape[2]))
+    else:
+        w2 = layout.weights(sample_weight)
+    res = _masked_moments(x3, w2)
+    if np.isfinite(res[1]).all() and np.isfinite(res[2]).all():
+        return Moments(*res)
+    if _inf_features(x3).size:
+        _raise_inf(x3, feature_names)
+    bad = np.flatnonzero(~(np.isfinite(res[1]) & np.isfinite(res[2])))
+    raise ValueError(
+        f"The variance of feature {', '.join(map(str, bad[:5]))} overflows "
+        "float64; rescale X (its values are too large to square)."
+    )
+
+
+def merge(a, b):
+    """Merge two :class:`Moments` (Chan, Golub and LeVeque).
+
+    Parameters
+    ----------
+    a, b : Moments
+        Old and new moments of the same features.
+
+    Returns
+    -------
+    Moments
+        The moments of the union of both samples.
+    """
+    return Moments(*cpu.merge_moments(*a, *b))
+
+
+def ema_update(running_mean, running_var, seen, batch, momentum):
+    """Fold a batch into running statistics with momentum (per feature).
+
+    ``running = momentum * running + (1 - momentum) * batch``, the convention
+    of the seed documents and Keras (``momentum`` weighs the *old* value).  A
+    feature that had no values yet takes the batch statistics as they are (no
+    zero-initialization bias); a feature with no values in the batch keeps its
+    running statistics.  ``momentum=None`` pools all samples exactly, which is
+    a merge of moments.
+
+    Parameters
+    ----------
+    running_mean, running_var : ndarray of shape (n_features,)
+        Running statistics before the batch.
+    seen : ndarray of shape (n_features,)
+        Total weight seen so far per feature.
+    batch : Moments
+        Moments of the batch.
+    momentum : float in [0, 1] or None
+
+    Returns
+    -------
+    mean, var, seen : ndarray
+        New arrays; the inputs are not modified.
+    """
+    if momentum is None:
+        old = Moments(seen, running_mean, running_var * seen)
+        new = merge(old, batch)
+        return new.mean, np.where(new.count > 0, new.var, running_var), new.count
+    has_old = seen > 0
+    has_new = batch.count > 0
+    m = float(momentum)
+    mean = np.where(has_old, m * running_mean + (1.0 - m) * batch.mean, batch.mean)
+    var = np.where(has_old, m * running_var + (1.0 - m) * batch.var, batch.var)
+    mean = np.where(has_new, mean, running_mean)
+    var = np.where(has_new, var, running_var)
+    return mean, var, seen + batch.count
+
+
+def affine(layout, shift, scale, offset, out=None, feature_names=None):
+    """``(x - shift) * scale + offset`` per feature, in one pass.
+
+    The subtraction comes first so that a constant feature maps to exactly
+    ``offset`` (no rounding residue of ``x * scale``).  NaN stays NaN;
+    an infinite input raises ``ValueError`` naming its feature.
+
+    Parameters
+    ----------
+    layout : skbn._layout.Layout
+    shift, scale, offset : ndarray of shape (n_features,), float64
+    out : ndarray, optional
+        Array of ``layout.x3``'s shape and dtype to write into (may be
+        ``layout.x3`` itself).
+    feature_names : sequence of str, optional
+
+    Returns
+    -------
+    ndarray
+        The result in the input's shape.
+    """
+    x3 = layout.x3
+    y3 = np.empty_like(x3) if out is None else out
+    outer, d, inner = x3.shape
+    if inner > 1:
+        finite = np.isfinite(cpu.segments_affine(x3, shift, scale, offset, y3).sum())
+    else:
+        x2 = x3.reshape(outer, d)
+        y2 = y3.reshape(outer, d)
+        k = _fold(outer, d)
+        n_main = outer - outer % k if k > 1 else 0
+        finite = True
+        if k > 1:
+            tiled = [np.tile(p, k) for p in (shift, scale, offset)]
+            xw = x2[:n_main].reshape(n_main // k, k * d)
+            yw = y2[:n_main].reshape(n_main // k, k * d)
+            flags = cpu.rows_affine(xw, *tiled, yw, _block_rows(k * d, x3.itemsize))
+            finite = np.isfinite(flags.sum())
+        if n_main < outer:
+            block = _block_rows(d, x3.itemsize)
+            flags = cpu.rows_affine(x2[n_main:], shift, scale, offset, y2[n_main:], block)
+            finite = finite and np.isfinite(flags.sum())
+    # A flag is set by NaN (allowed) or infinity (rejected): tell them apart.
+    if not finite and _inf_features(x3).size:
+        _raise_inf(x3, feature_names)
+    return layout.restore(y3)

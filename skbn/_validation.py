@@ -1,0 +1,169 @@
+"""Input checks shared by every skbn estimator and path.
+
+The general path is scikit-learn's own (``check_array``, feature-name checks,
+``_check_sample_weight``), so messages and semantics match what sklearn users
+know.  A fast path skips it for the input a streaming loop sends thousands of
+times: a C-contiguous float32/float64 ``ndarray`` of the fitted shape, from an
+estimator fitted without feature names.  Both paths accept and reject the same
+inputs.
+"""
+
+import functools
+from math import prod
+
+import numpy as np
+from sklearn.utils.validation import (
+    _check_feature_names,
+    _check_sample_weight,
+    check_array,
+)
+
+from ._layout import normalize_axis
+
+FLOAT_TYPES = (np.float32, np.float64)
+
+
+def _feature_count_error(est, n_features):
+    return ValueError(
+        f"X has {n_features} features, but {type(est).__name__} is expecting "
+        f"{est.n_features_in_} features as input."
+    )
+
+
+def validate_X(est, X, *, reset):
+    """Check ``X`` for ``est`` and return it as an ndarray with its feature axes.
+
+    Parameters
+    ----------
+    est : estimator
+        Reads ``axis``; when ``reset`` is False also the fitted
+        ``n_features_in_``, ``_axes`` and ``_ndim``.
+    X : array-like
+        Input data, at least 2-D.
+    reset : bool
+        True in the first fit: feature names are (re)recorded.
+
+    Returns
+    -------
+    X : ndarray of float32 or float64
+    axes : tuple of int
+    n_features : int
+    """
+    if (
+        not reset
+        and type(X) is np.ndarray
+        and X.dtype.type in FLOAT_TYPES
+        and X.ndim == est._ndim
+        and X.size
+        and not hasattr(est, "feature_names_in_")
+    ):
+        axes = est._axes
+        n_features = prod([X.shape[a] for a in axes])
+        if n_features != est.n_features_in_:
+            raise _feature_count_error(est, n_features)
+        return X, axes, n_features
+
+    _check_feature_names(est, X, reset=reset)
+    X = check_array(
+        X,
+        dtype=[np.float64, np.float32],
+        ensure_all_finite=False,
+        allow_nd=True,
+        estimator=est,
+        input_name="X",
+    )
+    if X.size == 0:
+        raise ValueError(
+            f"Found array with 0 elements (shape={X.shape}) while "
+            f"{type(est).__name__} needs at least one value per feature."
+        )
+    if reset:
+        axes = normalize_axis(est.axis, X.ndim)
+    else:
+        if X.ndim != est._ndim:
+            raise ValueError(
+                f"X has {X.ndim} dimensions, but {type(est).__name__} was fitted "
+                f"on {est._ndim}-dimensional data."
+            )
+        axes = est._axes
+    n_features = prod([X.shape[a] for a in axes])
+    if not reset and n_features != est.n_features_in_:
+        raise _feature_count_error(est, n_features)
+    return X, axes, n_features
+
+
+def validate_sample_weight(sample_weight, X, axes):
+    """Return non-negative float64 weights of shape ``(n_samples,)``, or None.
+
+    Parameters
+    ----------
+    sample_weight : array-like or None
+    X : ndarray
+    axes : tuple of int
+        Feature axes; axis 0 must not be one of them.
+
+    Returns
+    -------
+    ndarray or None
+    """
+    if sample_weight is None:
+        return None
+    if 0 in axes:
+        raise ValueError(
+            "sample_weight weighs samples along axis 0, but axis 0 is a feature "
+            f"axis here (axis={axes}); drop sample_weight or choose another axis."
+        )
+    return _check_sample_weight(
+        sample_weight, X, dtype=np.float64, ensure_non_negative=True
+    )
+
+
+def feature_vector(value, n_features, name):
+    """Broadcast a scalar or per-feature parameter to a float64 vector.
+
+    Parameters
+    ----------
+    value : float or array-like
+    n_features : int
+    name : str
+        Parameter name for the error message.
+
+    Returns
+    -------
+    ndarray of shape (n_features,)
+    """
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = np.full(n_features, float(arr))
+    else:
+        arr = arr.reshape(-1)
+        if arr.shape[0] != n_features:
+            raise ValueError(
+                f"{name} must be a scalar or have one value per feature "
+                f"({n_features}); got {arr.shape[0]} values."
+            )
+        arr = arr.copy()
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite; got {value!r}.")
+    return arr
+
+
+def atomic(method):
+    """Run ``method`` so that an exception leaves the estimator as it was.
+
+    Every attribute is restored, including any that the method created or
+    replaced before it raised.  skbn never modifies a fitted array in place,
+    so a shallow copy of ``__dict__`` is a complete snapshot.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        saved = self.__dict__.copy()
+        try:
+            return method(self, *args, **kwargs)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
+    return wrapper
