@@ -19,7 +19,7 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # Rows layout (n_rows, n_features): a block of rows is read twice (sum, then
 # squared deviations from the block mean) while it sits in the L2 cache, so the
 # two-pass algorithm costs one pass over memory.  Bytes per block:
-ROW_BLOCK_BYTES = 128 * 1024
+ROW_BLOCK_BYTES = 64 * 1024
 # Fewest rows in a block, for very wide data.
 MIN_BLOCK_ROWS = 4
 
@@ -31,7 +31,10 @@ SEGMENT_LEN = 8192
 # never on the thread count, so that the merge order, and therefore every bit
 # of the result, is the same for 1, 2 or 64 threads.
 MAX_TASKS = 64
-MIN_TASK_ELEMENTS = 1 << 15
+MIN_TASK_ELEMENTS = 1 << 16
+# Inputs smaller than this run on the serial twin of each kernel: waking the
+# thread pool costs more than the work (a streaming loop of small batches).
+MIN_PARALLEL_ELEMENTS = 1 << 17
 
 # Data with fewer features than this (and many rows) is folded into a wider
 # view so that the inner loop over features is long enough to vectorize.

@@ -85,7 +85,8 @@ class Layout:
             lo, hi = X.ndim - len(axes), X.ndim - 1
             self.perm = perm
         shape = src.shape
-        self.x3 = src.reshape(prod(shape[:lo]), prod(shape[lo : hi + 1]), prod(shape[hi + 1 :]))
+        outer, inner = prod(shape[:lo]), prod(shape[hi + 1 :])
+        self.x3 = src.reshape(outer, prod(shape[lo : hi + 1]), inner)
         self.rows = self.x3.shape[2] == 1
 
     def weights(self, sample_weight):

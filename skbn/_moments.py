@@ -35,8 +35,13 @@ class Moments(NamedTuple):
     @property
     def var(self):
         """Biased (population) variance; 0 where the count is 0."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.count > 0, self.m2 / self.count, 0.0)
+        return np.divide(
+            self.m2, self.count, out=np.zeros_like(self.m2), where=self.count > 0
+        )
+
+
+def _pick(parallel, serial, n_elements):
+    return parallel if n_elements >= _config.MIN_PARALLEL_ELEMENTS else serial
 
 
 def _n_tasks(n_elements, n_units):
@@ -61,7 +66,8 @@ def _rows_moments(x2):
     n, d = x2.shape
     block = _block_rows(d, x2.itemsize)
     n_tasks = _n_tasks(x2.size, (n + block - 1) // block)
-    return cpu.rows_moments(x2, block, n_tasks)
+    kernel = _pick(cpu.rows_moments, cpu.rows_moments_serial, x2.size)
+    return kernel(x2, block, n_tasks)
 
 
 def _dense_moments(x3):
@@ -70,7 +76,8 @@ def _dense_moments(x3):
     if inner > 1:
         seg = _config.SEGMENT_LEN
         units = outer * d * ((inner + seg - 1) // seg)
-        return cpu.segments_moments(x3, seg, _n_tasks(x3.size, units))
+        kernel = _pick(cpu.segments_moments, cpu.segments_moments_serial, x3.size)
+        return kernel(x3, seg, _n_tasks(x3.size, units))
     x2 = x3.reshape(outer, d)
     k = _fold(outer, d)
     if k == 1:
@@ -92,11 +99,15 @@ def _masked_moments(x3, w2):
     if inner > 1:
         seg = _config.SEGMENT_LEN
         units = outer * d * ((inner + seg - 1) // seg)
-        return cpu.segments_moments_masked(x3, w2, seg, _n_tasks(x3.size, units))
+        kernel = _pick(
+            cpu.segments_moments_masked, cpu.segments_moments_masked_serial, x3.size
+        )
+        return kernel(x3, w2, seg, _n_tasks(x3.size, units))
     x2 = x3.reshape(outer, d)
     block = _block_rows(d, x2.itemsize)
     n_tasks = _n_tasks(x2.size, (outer + block - 1) // block)
-    return cpu.rows_moments_masked(x2, w2, block, n_tasks)
+    kernel = _pick(cpu.rows_moments_masked, cpu.rows_moments_masked_serial, x2.size)
+    return kernel(x2, w2, block, n_tasks)
 
 
 def _inf_features(x3):
@@ -200,18 +211,8 @@ def ema_update(running_mean, running_var, seen, batch, momentum):
     mean, var, seen : ndarray
         New arrays; the inputs are not modified.
     """
-    if momentum is None:
-        old = Moments(seen, running_mean, running_var * seen)
-        new = merge(old, batch)
-        return new.mean, np.where(new.count > 0, new.var, running_var), new.count
-    has_old = seen > 0
-    has_new = batch.count > 0
-    m = float(momentum)
-    mean = np.where(has_old, m * running_mean + (1.0 - m) * batch.mean, batch.mean)
-    var = np.where(has_old, m * running_var + (1.0 - m) * batch.var, batch.var)
-    mean = np.where(has_new, mean, running_mean)
-    var = np.where(has_new, var, running_var)
-    return mean, var, seen + batch.count
+    m = -1.0 if momentum is None else float(momentum)
+    return cpu.ema_update(running_mean, running_var, seen, *batch, m)
 
 
 def affine(layout, shift, scale, offset, out=None, feature_names=None):
@@ -239,8 +240,10 @@ def affine(layout, shift, scale, offset, out=None, feature_names=None):
     y3 = np.empty_like(x3) if out is None else out
     outer, d, inner = x3.shape
     if inner > 1:
-        finite = np.isfinite(cpu.segments_affine(x3, shift, scale, offset, y3).sum())
+        kernel = _pick(cpu.segments_affine, cpu.segments_affine_serial, x3.size)
+        finite = np.isfinite(kernel(x3, shift, scale, offset, y3).sum())
     else:
+        rows_affine = _pick(cpu.rows_affine, cpu.rows_affine_serial, x3.size)
         x2 = x3.reshape(outer, d)
         y2 = y3.reshape(outer, d)
         k = _fold(outer, d)
@@ -250,11 +253,11 @@ def affine(layout, shift, scale, offset, out=None, feature_names=None):
             tiled = [np.tile(p, k) for p in (shift, scale, offset)]
             xw = x2[:n_main].reshape(n_main // k, k * d)
             yw = y2[:n_main].reshape(n_main // k, k * d)
-            flags = cpu.rows_affine(xw, *tiled, yw, _block_rows(k * d, x3.itemsize))
+            flags = rows_affine(xw, *tiled, yw, _block_rows(k * d, x3.itemsize))
             finite = np.isfinite(flags.sum())
         if n_main < outer:
             block = _block_rows(d, x3.itemsize)
-            flags = cpu.rows_affine(x2[n_main:], shift, scale, offset, y2[n_main:], block)
+            flags = rows_affine(x2[n_main:], shift, scale, offset, y2[n_main:], block)
             finite = finite and np.isfinite(flags.sum())
     # A flag is set by NaN (allowed) or infinity (rejected): tell them apart.
     if not finite and _inf_features(x3).size:

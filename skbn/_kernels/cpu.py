@@ -10,10 +10,10 @@ allocate.  Two layouts cover every supported input without copying it:
   through its transpose).
 
 Moments are ``(count, mean, M2)`` per feature, accumulated in float64 whatever
-the input dtype.  Within a cache-resident block the mean is formed first and
-the squared deviations from it second (the two-pass algorithm, exact to
-rounding, no ``E[x^2] - E[x]^2`` cancellation); blocks are then combined with
-the pairwise update of Chan, Golub and LeVeque (1979)::
+the input dtype.  Each cache-resident block is reduced on its own (two-pass,
+or shifted sums with an exactness guard, see :func:`rows_moments`; never the
+cancelling ``E[x^2] - E[x]^2``) and blocks are then combined with the pairwise
+update of Chan, Golub and LeVeque (1979)::
 
     n     = n_a + n_b
     delta = mean_b - mean_a
@@ -24,6 +24,8 @@ The work is cut into a number of tasks that depends on the shape only (see
 ``skbn._config``); each task merges its blocks in order and the tasks are
 merged in order, so results are bit-identical for any thread count.
 """
+
+import types
 
 import numpy as np
 from numba import njit, prange
@@ -46,14 +48,17 @@ def chan_merge(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
     return n, mean_a + delta * f, m2_a + m2_b + delta * delta * n_a * f
 
 
-@njit(parallel=True, **_JIT)
+@njit(**_JIT)
 def merge_task_moments(cnt, mean, m2):
-    """Merge rows of ``(tasks, features)`` moments in task order."""
+    """Merge rows of ``(tasks, features)`` moments in task order.
+
+    Serial: at most ``MAX_TASKS`` rows, cheaper than waking the threads.
+    """
     n_tasks, d = mean.shape
     out_n = np.zeros(d)
     out_mean = np.zeros(d)
     out_m2 = np.zeros(d)
-    for j in prange(d):
+    for j in range(d):
         na = 0.0
         ma = 0.0
         qa = 0.0
@@ -86,7 +91,19 @@ def _task_range(t, n_tasks, n_units):
 
 @njit(parallel=True, **_JIT)
 def rows_moments(x, block, n_tasks):
-    """Per-column moments of ``x`` (n, d); NaN propagates (no weights)."""
+    """Per-column moments of ``x`` (n, d); NaN propagates (no weights).
+
+    Each block is reduced in a single streaming pass of shifted sums
+    ``S1 = sum(x - K)`` and ``S2 = sum((x - K)**2)`` with ``K`` the task's
+    running mean (the first row for the first block), then
+    ``M2 = S2 - S1**2 / n``.  The subtraction loses accuracy only when ``K``
+    is far from the block mean compared to the block's spread; the kernel
+    measures that (``S1**2 / n`` against ``S2``) and, when more than half of
+    ``S2`` would cancel, recomputes that block's M2 exactly from its mean in a
+    second pass over the block, which is still in cache.  So the error is never
+    more than twice that of the two-pass algorithm, and a constant column
+    gives M2 exactly 0.
+    """
     n, d = x.shape
     n_blocks = (n + block - 1) // block
     cnt = np.zeros((n_tasks, d))
@@ -94,30 +111,42 @@ def rows_moments(x, block, n_tasks):
     m2 = np.zeros((n_tasks, d))
     for t in prange(n_tasks):
         b0, b1 = _task_range(t, n_tasks, n_blocks)
+        shift = np.empty(d)
         s = np.empty(d)
         q = np.empty(d)
         ma = mean[t]
         qa = m2[t]
         na = 0.0
+        if b0 < b1:
+            for j in range(d):
+                shift[j] = x[b0 * block, j]
         for b in range(b0, b1):
             r0 = b * block
             r1 = min(n, r0 + block)
             nb = float(r1 - r0)
             s[:] = 0.0
-            for r in range(r0, r1):
-                for j in range(d):
-                    s[j] += x[r, j]
-            inv = 1.0 / nb
-            for j in range(d):
-                s[j] *= inv
             q[:] = 0.0
             for r in range(r0, r1):
                 for j in range(d):
-                    dv = x[r, j] - s[j]
+                    dv = x[r, j] - shift[j]
+                    s[j] += dv
                     q[j] += dv * dv
+            redo = False
+            for j in range(d):
+                c = s[j] * s[j] / nb
+                redo |= c > 0.5 * q[j]
+                q[j] = q[j] - c
+                s[j] = shift[j] + s[j] / nb  # the block mean
+            if redo:
+                q[:] = 0.0
+                for r in range(r0, r1):
+                    for j in range(d):
+                        dv = x[r, j] - s[j]
+                        q[j] += dv * dv
             n_new = na
             for j in range(d):
                 n_new, ma[j], qa[j] = chan_merge(na, ma[j], qa[j], nb, s[j], q[j])
+                shift[j] = ma[j]
             na = n_new
         cnt[t, :] = na
     return merge_task_moments(cnt, mean, m2)
@@ -290,3 +319,54 @@ def segments_affine(x, shift, scale, offset, out):
             out[o, ch, i] = (v - m) * a + b
         flags[oc] = acc
     return flags
+
+
+@njit(**_JIT)
+def ema_update(running_mean, running_var, seen, count, mean, m2, momentum):
+    """Fold batch moments into running statistics, per feature (new arrays).
+
+    ``momentum < 0`` means pooled (exact cumulative) statistics: a merge of
+    moments.  A feature first seen in this batch takes the batch statistics;
+    a feature absent from the batch keeps its running statistics.
+    """
+    d = running_mean.shape[0]
+    new_mean = running_mean.copy()
+    new_var = running_var.copy()
+    new_seen = seen.copy()
+    for j in range(d):
+        nb = count[j]
+        if nb <= 0.0:
+            continue
+        if momentum < 0.0 or seen[j] <= 0.0:
+            n, mu, q = chan_merge(
+                seen[j], running_mean[j], running_var[j] * seen[j], nb, mean[j], m2[j]
+            )
+            new_mean[j] = mu
+            new_var[j] = q / n
+        else:
+            new_mean[j] = momentum * running_mean[j] + (1.0 - momentum) * mean[j]
+            new_var[j] = momentum * running_var[j] + (1.0 - momentum) * (m2[j] / nb)
+        new_seen[j] = seen[j] + nb
+    return new_mean, new_var, new_seen
+
+
+def _serial_twin(kernel, name):
+    """The same kernel compiled without threads, for inputs too small to pay
+    for waking them (``prange`` is ``range`` there).  A distinct name keeps
+    the two apart in Numba's on-disk cache."""
+    f = kernel.py_func
+    g = types.FunctionType(f.__code__, f.__globals__, name, f.__defaults__)
+    g.__qualname__ = name
+    return njit(**_JIT)(g)
+
+
+rows_moments_serial = _serial_twin(rows_moments, "rows_moments_serial")
+rows_moments_masked_serial = _serial_twin(
+    rows_moments_masked, "rows_moments_masked_serial"
+)
+segments_moments_serial = _serial_twin(segments_moments, "segments_moments_serial")
+segments_moments_masked_serial = _serial_twin(
+    segments_moments_masked, "segments_moments_masked_serial"
+)
+rows_affine_serial = _serial_twin(rows_affine, "rows_affine_serial")
+segments_affine_serial = _serial_twin(segments_affine, "segments_affine_serial")
