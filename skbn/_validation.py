@@ -49,6 +49,11 @@ def validate_X(est, X, *, reset):
     axes : tuple of int
     n_features : int
     """
+    if not reset and est.axis != est._fit_axis:
+        raise ValueError(
+            f"axis was changed from {est._fit_axis!r} to {est.axis!r} after "
+            f"fitting; call fit to use the new axis."
+        )
     if (
         not reset
         and type(X) is np.ndarray
@@ -63,6 +68,15 @@ def validate_X(est, X, *, reset):
             raise _feature_count_error(est, n_features)
         return X, axes, n_features
 
+    dtype = getattr(X, "dtype", None)
+    if dtype is None and isinstance(X, (list, tuple)):
+        dtype = np.asarray(X).dtype
+    if dtype is not None and getattr(dtype, "kind", None) in ("U", "S"):
+        # check_array would parse numeric strings silently.
+        raise ValueError(
+            f"X must hold numbers; got an array of strings (dtype {dtype}). "
+            "Convert it to a numeric dtype first."
+        )
     _check_feature_names(est, X, reset=reset)
     X = check_array(
         X,

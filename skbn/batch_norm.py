@@ -256,6 +256,7 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             beta = feature_vector(self.beta, n_features, "beta")
             self.n_features_in_ = n_features
             self._axes = axes
+            self._fit_axis = self.axis
             self._ndim = X.ndim
             self.gamma_ = gamma if self.scale else np.ones(n_features)
             self.beta_ = beta if self.center else np.zeros(n_features)
@@ -326,6 +327,7 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         in_place = not copy and layout.x3.flags.writeable
         return layout, (layout.x3 if in_place else None)
 
+    @atomic
     def transform(self, X, copy=None):
         """Normalize ``X`` with the running statistics (inference mode).
 
@@ -347,6 +349,7 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         layout, out = self._prepare(X, copy)
         return self._apply(layout, self.running_mean_, self.running_var_, out)
 
+    @atomic
     def inverse_transform(self, X, copy=None):
         """Undo :meth:`transform` (up to rounding).
 

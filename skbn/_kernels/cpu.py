@@ -85,6 +85,15 @@ def merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
 
 
 @njit(inline="always", **_JIT)
+def _first_value(v):
+    """First non-NaN entry of ``v`` (0 if none): a shift for exact means."""
+    for i in range(v.shape[0]):
+        if v[i] == v[i]:
+            return float(v[i])
+    return 0.0
+
+
+@njit(inline="always", **_JIT)
 def _task_range(t, n_tasks, n_units):
     return t * n_units // n_tasks, (t + 1) * n_units // n_tasks
 
@@ -156,7 +165,10 @@ def rows_moments(x, block, n_tasks):
 def rows_moments_masked(x, w, block, n_tasks):
     """Per-column weighted moments of ``x`` (n, d) that skip NaN entries.
 
-    ``w`` has shape ``(n, 1)`` (one weight per row, any strides).
+    ``w`` has shape ``(n, 1)`` (one weight per row, any strides).  The mean
+    of a block is formed around a shift (the task's mean so far, or the
+    block's first value) so that a constant feature has exactly its value as
+    mean and exactly 0 as M2, whatever the weights.
     """
     n, d = x.shape
     n_blocks = (n + block - 1) // block
@@ -165,6 +177,7 @@ def rows_moments_masked(x, w, block, n_tasks):
     m2 = np.zeros((n_tasks, d))
     for t in prange(n_tasks):
         b0, b1 = _task_range(t, n_tasks, n_blocks)
+        shift = np.empty(d)
         s = np.empty(d)
         sw = np.empty(d)
         q = np.empty(d)
@@ -174,6 +187,8 @@ def rows_moments_masked(x, w, block, n_tasks):
         for b in range(b0, b1):
             r0 = b * block
             r1 = min(n, r0 + block)
+            for j in range(d):
+                shift[j] = ma[j] if na[j] > 0.0 else _first_value(x[r0:r1, j])
             s[:] = 0.0
             sw[:] = 0.0
             for r in range(r0, r1):
@@ -181,10 +196,10 @@ def rows_moments_masked(x, w, block, n_tasks):
                 for j in range(d):
                     v = x[r, j]
                     if v == v:
-                        s[j] += wr * v
+                        s[j] += wr * (v - shift[j])
                         sw[j] += wr
             for j in range(d):
-                s[j] = s[j] / sw[j] if sw[j] > 0.0 else 0.0
+                s[j] = shift[j] + s[j] / sw[j] if sw[j] > 0.0 else 0.0
             q[:] = 0.0
             for r in range(r0, r1):
                 wr = w[r, 0]
@@ -216,11 +231,13 @@ def segments_moments(x, seg_len, n_tasks):
             o = oc // c
             i0 = k * seg_len
             i1 = min(inner, i0 + seg_len)
+            # Shifted so that a constant channel's mean is exact (see masked).
+            k0 = mean[t, ch] if cnt[t, ch] > 0.0 else x[o, ch, i0]
             s = 0.0
             for i in range(i0, i1):
-                s += x[o, ch, i]
+                s += x[o, ch, i] - k0
             nb = float(i1 - i0)
-            bm = s / nb
+            bm = k0 + s / nb
             q = 0.0
             for i in range(i0, i1):
                 dv = x[o, ch, i] - bm
@@ -252,14 +269,16 @@ def segments_moments_masked(x, w, seg_len, n_tasks):
             o = oc // c
             i0 = k * seg_len
             i1 = min(inner, i0 + seg_len)
+            seg = x[o, ch, i0:i1]
+            k0 = mean[t, ch] if cnt[t, ch] > 0.0 else _first_value(seg)
             s = 0.0
             sw = 0.0
             for i in range(i0, i1):
                 v = x[o, ch, i]
                 if v == v:
-                    s += w[o, i] * v
+                    s += w[o, i] * (v - k0)
                     sw += w[o, i]
-            bm = s / sw if sw > 0.0 else 0.0
+            bm = k0 + s / sw if sw > 0.0 else 0.0
             q = 0.0
             for i in range(i0, i1):
                 v = x[o, ch, i]

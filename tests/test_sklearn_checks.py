@@ -1,0 +1,10 @@
+"""scikit-learn's estimator checks, with no expected failures."""
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skbn import BatchNormalizer
+
+
+@parametrize_with_checks([BatchNormalizer(), BatchNormalizer(momentum=None)])
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
