@@ -10,7 +10,7 @@ statistics with :func:`ema_update`, and apply them with :func:`affine`.
 lives once, in :func:`skbn._kernels.cpu.chan_merge`.
 """
 
-from math import ceil
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -58,7 +58,7 @@ def _fold(n, d):
     """Rows folded together so that the kernels' feature loop is wide enough."""
     if d >= _config.FOLD_MIN_WIDTH:
         return 1
-    k = ceil(_config.FOLD_MIN_WIDTH / d)
+    k = math.ceil(_config.FOLD_MIN_WIDTH / d)
     return k if n >= 2 * k else 1
 
 
@@ -153,13 +153,13 @@ def moments(layout, sample_weight=None, feature_names=None):
         # The fast path does not test for NaN: a NaN turns its feature's sum
         # NaN, and only then the masked kernel runs.
         res = _dense_moments(x3)
-        if np.isfinite(res[1]).all() and np.isfinite(res[2]).all():
+        if cpu.all_finite(res[1], res[2]):
             return Moments(*res)
         w2 = np.broadcast_to(np.ones(1), (x3.shape[0], x3.shape[2]))
     else:
         w2 = layout.weights(sample_weight)
     res = _masked_moments(x3, w2)
-    if np.isfinite(res[1]).all() and np.isfinite(res[2]).all():
+    if cpu.all_finite(res[1], res[2]):
         return Moments(*res)
     if _inf_features(x3).size:
         _raise_inf(x3, feature_names)
@@ -241,7 +241,7 @@ def affine(layout, shift, scale, offset, out=None, feature_names=None):
     outer, d, inner = x3.shape
     if inner > 1:
         kernel = _pick(cpu.segments_affine, cpu.segments_affine_serial, x3.size)
-        finite = np.isfinite(kernel(x3, shift, scale, offset, y3).sum())
+        finite = math.isfinite(kernel(x3, shift, scale, offset, y3))
     else:
         rows_affine = _pick(cpu.rows_affine, cpu.rows_affine_serial, x3.size)
         x2 = x3.reshape(outer, d)
@@ -253,12 +253,12 @@ def affine(layout, shift, scale, offset, out=None, feature_names=None):
             tiled = [np.tile(p, k) for p in (shift, scale, offset)]
             xw = x2[:n_main].reshape(n_main // k, k * d)
             yw = y2[:n_main].reshape(n_main // k, k * d)
-            flags = rows_affine(xw, *tiled, yw, _block_rows(k * d, x3.itemsize))
-            finite = np.isfinite(flags.sum())
+            flag = rows_affine(xw, *tiled, yw, _block_rows(k * d, x3.itemsize))
+            finite = math.isfinite(flag)
         if n_main < outer:
             block = _block_rows(d, x3.itemsize)
-            flags = rows_affine(x2[n_main:], shift, scale, offset, y2[n_main:], block)
-            finite = finite and np.isfinite(flags.sum())
+            flag = rows_affine(x2[n_main:], shift, scale, offset, y2[n_main:], block)
+            finite = finite and math.isfinite(flag)
     # A flag is set by NaN (allowed) or infinity (rejected): tell them apart.
     if not finite and _inf_features(x3).size:
         _raise_inf(x3, feature_names)
