@@ -217,7 +217,13 @@ class Result:
     samples: list
 
 
-def cases(X, operations=("fit", "transform", "fit_transform"), threads=2, axis=-1):
+def cases(
+    X,
+    operations=("fit", "transform", "fit_transform"),
+    threads=2,
+    axis=-1,
+    peers=tuple(PEERS),
+):
     """Callables to time on ``X``, keyed by a display name.
 
     Parameters
@@ -229,6 +235,8 @@ def cases(X, operations=("fit", "transform", "fit_transform"), threads=2, axis=-
         Threads for torch (skbn uses Numba's setting).
     axis : int
         Feature axis.
+    peers : sequence of str
+        Names from :data:`PEERS`; those that cannot handle ``X`` are left out.
 
     Returns
     -------
@@ -238,7 +246,7 @@ def cases(X, operations=("fit", "transform", "fit_transform"), threads=2, axis=-
     """
     out = np.empty_like(X)
     c = {"X.copy()": X.copy, "np.copyto (preallocated)": lambda: np.copyto(out, X)}
-    for cls in PEERS.values():
+    for cls in (PEERS[name] for name in peers):
         try:
             peer = cls(X, axis) if cls is not TorchPeer else cls(X, axis, threads)
         except NotImplementedError:
@@ -278,9 +286,92 @@ def run(named_cases, repeats=7, warmup=1):
 
 
 def table(results, reference="skbn fit_transform"):
-    """Format results as a text table with ratios to ``reference``."""
-    ref = results[reference].median
-    lines = [f"{'case':36s} {'median ms':>10s} {'/ ' + reference:>24s}"]
+    """Format results as a text table, with ratios to ``reference`` if given."""
+    ref = results[reference].median if reference else None
+    head = f"{'case':36s} {'median ms':>10s}"
+    lines = [head + (f" {'/ ' + reference:>24s}" if ref else "")]
     for r in results.values():
-        lines.append(f"{r.name:36s} {r.median * 1e3:10.2f} {r.median / ref:24.2f}")
+        row = f"{r.name:36s} {r.median * 1e3:10.2f}"
+        lines.append(row + (f" {r.median / ref:24.2f}" if ref else ""))
     return "\n".join(lines)
+
+
+# Memory bounds, as the project's goals define them: ``X.copy()`` allocates
+# and writes its output like ``transform`` does; one read of X costs half of
+# ``np.copyto`` into a preallocated array (a read plus a write).
+_BOUNDS = {
+    "fit": lambda copy, copyto: copyto / 2,
+    "partial_fit": lambda copy, copyto: copyto / 2,
+    "transform": lambda copy, copyto: copy,
+    "inverse_transform": lambda copy, copyto: copy,
+    "fit_transform": lambda copy, copyto: copy + copyto / 2,
+    "partial_fit_transform": lambda copy, copyto: copy + copyto / 2,
+}
+
+
+def report(results, operations, nbytes):
+    """Peer ratios and memory-bound distances of one :func:`run`, as text.
+
+    Parameters
+    ----------
+    results : dict of str to Result
+    operations : sequence of str
+    nbytes : int
+        Size of the data, for the bandwidth line.
+
+    Returns
+    -------
+    str
+    """
+    m = {k: v.median for k, v in results.items()}
+    copy, copyto = m["X.copy()"], m["np.copyto (preallocated)"]
+    lines = [
+        f"copy bandwidth: {2 * nbytes / copyto / 1e9:.1f} GB/s "
+        "(np.copyto: bytes read + written / time)",
+        "",
+        f"{'operation':24s} {'skbn ms':>9s} {'bound ms':>9s} {'/ bound':>8s}  "
+        "peers (time / skbn)",
+    ]
+    for op in operations:
+        if f"skbn {op}" not in m:
+            continue
+        t = m[f"skbn {op}"]
+        bound = _BOUNDS[op](copy, copyto)
+        peers = ", ".join(
+            f"{name.rsplit(' ', 1)[0]} {m[name] / t:.1f}x"
+            for name in m
+            if name.endswith(f" {op}") and not name.startswith("skbn ")
+        )
+        lines.append(
+            f"{op:24s} {t * 1e3:9.2f} {bound * 1e3:9.2f} {t / bound:8.2f}  {peers}"
+        )
+    return "\n".join(lines)
+
+
+def accuracy(rows=1_000_000, features=8, offset=1e3, seed=0):
+    """Max relative error of the variance of float32 data far from zero.
+
+    Against a float64 two-pass reference, for skbn, NumPy's float32 ``var``
+    and (when installed) torch's CPU ``batch_norm`` running variance.
+
+    Returns
+    -------
+    dict of str to float
+    """
+    rng = np.random.default_rng(seed)
+    X = (rng.standard_normal((rows, features)) + offset).astype(np.float32)
+    ref = X.astype(np.float64).var(axis=0)
+    out = {"skbn running_var_": BatchNormalizer().fit(X).running_var_}
+    out["numpy float32 var"] = X.var(axis=0, dtype=np.float32)
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+        rm, rv = torch.zeros(features), torch.ones(features)
+        torch.nn.functional.batch_norm(
+            torch.from_numpy(X), rm, rv, training=True, momentum=1.0
+        )
+        # torch stores the unbiased variance; convert to the biased one.
+        out["torch running_var"] = rv.double().numpy() * (rows - 1) / rows
+    return {k: float(np.max(np.abs(v / ref - 1))) for k, v in out.items()}

@@ -6,18 +6,16 @@ points ``func`` at the function that runs it, so ``bench``, ``fit`` and
 """
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Sequence
 
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.model_selection import cross_val_score, train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
 
-from . import __version__
+from . import __version__, _bench
 from .batch_norm import BatchNormalizer
 
 
@@ -58,6 +56,7 @@ def _build_parser() -> argparse.ArgumentParser:
     # user nothing; printing the help instead lists what there is.
     parser.set_defaults(func=lambda args: _print_help(parser))
     _add_demo(subparsers)
+    _add_bench(subparsers)
     return parser
 
 
@@ -162,45 +161,116 @@ def _demo_pipeline(X: np.ndarray, y: np.ndarray) -> None:
     print(f"  accuracy: {scores.mean():.3f} +/- {scores.std():.3f}")
 
 
-def _numpy_batch_norm(X: np.ndarray, eps: float = 1e-5) -> np.ndarray:
-    """Batch norm as the textbook writes it in NumPy: the baseline to beat."""
-    mean = X.mean(axis=0)
-    var = X.var(axis=0)
-    return (X - mean) / np.sqrt(var + eps)
-
-
-def _standard_scaler(X: np.ndarray) -> np.ndarray:
-    return StandardScaler().fit(X).transform(X)
-
-
-def _median_seconds(
-    fn: Callable[[np.ndarray], np.ndarray], X: np.ndarray, repeats: int
-) -> float:
-    fn(X)  # warm-up: JIT compilation and first-touch page faults are not timed
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(X)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def _demo_speed(rows: int, features: int, repeats: int, seed: int) -> None:
     """Time BatchNormalizer against the two things a user would otherwise use."""
     rng = np.random.default_rng(seed)
     X = rng.normal(3.0, 2.0, size=(rows, features)).astype(np.float32)
-    # fit_transform forgets the previous fit, so one instance serves every run.
-    contenders = {
-        "skbn BatchNormalizer().fit_transform(X)": BatchNormalizer().fit_transform,
-        "sklearn StandardScaler().fit(X).transform(X)": _standard_scaler,
-        "NumPy (X - mean) / sqrt(var + eps)": _numpy_batch_norm,
+    results = _bench.run(
+        _bench.cases(
+            X,
+            operations=("fit_transform",),
+            peers=("skbn", "seed numpy", "StandardScaler"),
+        ),
+        repeats=repeats,
+    )
+    names = {
+        "skbn fit_transform": "skbn BatchNormalizer().fit_transform(X)",
+        "StandardScaler fit_transform": "sklearn StandardScaler().fit(X).transform(X)",
+        "seed numpy fit_transform": "NumPy (X - mean) / sqrt(var + eps)",
     }
-    seconds = [_median_seconds(fn, X, repeats) for fn in contenders.values()]
-    width = max(map(len, contenders))
+    ref = results["skbn fit_transform"].median
+    width = max(map(len, names.values()))
     print(
         f"\nSpeed: {rows} x {features} float32, median of {repeats} runs, "
         "JIT warm-up excluded"
     )
     print(f"  {'':<{width}}  {'ms':>8}  {'time / skbn':>11}")
-    for name, sec in zip(contenders, seconds, strict=True):
-        print(f"  {name:<{width}}  {sec * 1e3:8.1f}  {sec / seconds[0]:10.2f}x")
+    for key, name in names.items():
+        sec = results[key].median
+        print(f"  {name:<{width}}  {sec * 1e3:8.1f}  {sec / ref:10.2f}x")
+
+
+# -- bench ---------------------------------------------------------------------
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    """Parse ``1000000x64`` into a shape."""
+    try:
+        shape = tuple(int(p) for p in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) < 2 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(
+            f"a shape is two or more positive integers joined by 'x', got {text!r}"
+        )
+    return shape
+
+
+def _add_bench(subparsers) -> None:
+    bench = subparsers.add_parser(
+        "bench",
+        help="time skbn against its peers and the memory bound",
+        description="Time every operation of skbn and of its peers (the seed "
+        "documents' NumPy class, StandardScaler, torch when installed) in one "
+        "process, interleaved, and print medians, ratios, each result's "
+        "distance from the memory bound, and a float32 accuracy check.",
+    )
+    bench.add_argument(
+        "--shape",
+        type=_shape,
+        action="append",
+        help="data shape, e.g. 1000000x64 or 64x64x56x56 (repeatable; "
+        "default 1000000x64)",
+    )
+    bench.add_argument("--axis", type=int, default=-1, help="feature axis (-1)")
+    bench.add_argument(
+        "--dtype", choices=("float32", "float64"), default="float32", help="(float32)"
+    )
+    bench.add_argument(
+        "--operations",
+        default="fit,transform,fit_transform",
+        help="comma-separated, from: " + ", ".join(_bench.OPERATIONS),
+    )
+    bench.add_argument("--repeats", type=_positive_int, default=7, help="(7)")
+    bench.add_argument(
+        "--threads", type=_positive_int, default=None, help="threads (all cores)"
+    )
+    bench.add_argument(
+        "--no-accuracy", action="store_true", help="skip the float32 accuracy check"
+    )
+    bench.set_defaults(func=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    import numba
+
+    operations = [op.strip() for op in args.operations.split(",") if op.strip()]
+    unknown = sorted(set(operations) - set(_bench.OPERATIONS))
+    if unknown:
+        print(f"skbn bench: unknown operation(s) {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    if args.threads:
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    threads = numba.get_num_threads()
+    for shape in args.shape or [(1_000_000, 64)]:
+        X = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+        X = X.astype(args.dtype, copy=False) + 3.0
+        results = _bench.run(
+            _bench.cases(X, operations, threads=threads, axis=args.axis),
+            repeats=args.repeats,
+        )
+        dims = " x ".join(map(str, shape))
+        print(
+            f"\n{dims} {args.dtype}, axis={args.axis}, {threads} threads, "
+            f"median of {args.repeats} interleaved runs"
+        )
+        print(_bench.table(results, reference=None))
+        print()
+        print(_bench.report(results, operations, X.nbytes))
+    if not args.no_accuracy:
+        print(
+            "\nmax relative error of the variance, float32 data, offset 1e3, 1e6 x 8:"
+        )
+        for name, err in _bench.accuracy().items():
+            print(f"  {name:22s} {err:.2e}")
+    return 0
