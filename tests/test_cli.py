@@ -68,3 +68,37 @@ def test_console_script():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("skbn ")
+
+
+def test_bench_prints_peer_table_and_memory_bound(capsys):
+    from skbn.cli import main
+
+    status = main(
+        [
+            "bench",
+            "--shape",
+            "300x8",
+            "--shape",
+            "4x3x5x5",
+            "--axis",
+            "1",
+            "--repeats",
+            "1",
+            "--operations",
+            "fit,transform,inverse_transform",
+            "--no-accuracy",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "300 x 8 float32" in out and "4 x 3 x 5 x 5 float32, axis=1" in out
+    for op in ("fit", "transform", "inverse_transform"):
+        assert f"skbn {op}" in out
+    assert "/ bound" in out and "copy bandwidth" in out
+
+
+def test_bench_rejects_unknown_operation(capsys):
+    from skbn.cli import main
+
+    assert main(["bench", "--shape", "10x2", "--operations", "fly"]) == 2
+    assert "unknown operation(s) fly" in capsys.readouterr().err
