@@ -39,3 +39,22 @@ MIN_PARALLEL_ELEMENTS = 1 << 17
 # Data with fewer features than this (and many rows) is folded into a wider
 # view so that the inner loop over features is long enough to vectorize.
 FOLD_MIN_WIDTH = 64
+
+# -- CUDA (skbn._kernels.cuda) ---------------------------------------------------
+# Threads per block of the reduction and normalize kernels (a multiple of 32).
+# The CUDA kernels are compiled per value (the shared-memory size depends on
+# it), so tests may patch it down to a few threads.
+CUDA_THREADS_PER_BLOCK = 256
+# Threads per block of the kernel that merges the per-block partial moments.
+CUDA_MERGE_THREADS = 128
+# Blocks of a reduction grid, at most: about one wave of 256-thread blocks on
+# an H100 (132 SMs x 8 blocks).  Like MAX_TASKS, the grid is a function of the
+# shape only, so the merge order, and every bit of the result, is the same on
+# any GPU.
+CUDA_MAX_BLOCKS = 1024
+# Fewest elements a block reduces: fewer blocks for small inputs, so that the
+# merge has little to do.
+CUDA_MIN_BLOCK_ELEMENTS = 1 << 14
+# Segment layout: a contiguous run of one channel is cut into pieces of at
+# most this many elements, so that few, long runs still spread over blocks.
+CUDA_SEGMENT_LEN = 1 << 16

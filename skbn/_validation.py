@@ -49,11 +49,7 @@ def validate_X(est, X, *, reset):
     axes : tuple of int
     n_features : int
     """
-    if not reset and est.axis != est._fit_axis:
-        raise ValueError(
-            f"axis was changed from {est._fit_axis!r} to {est.axis!r} after "
-            f"fitting; call fit to use the new axis."
-        )
+    _check_axis_unchanged(est, reset)
     if type(X) is np.ndarray and X.dtype.type in FLOAT_TYPES and X.size:
         # What check_array and the feature-name check would do to a plain
         # float ndarray, without their cost (~150 µs, more than the work on
@@ -92,19 +88,73 @@ def validate_X(est, X, *, reset):
             f"Found array with 0 elements (shape={X.shape}) while "
             f"{type(est).__name__} needs at least one value per feature."
         )
+    axes, n_features = _feature_axes(est, X.shape, reset)
+    return X, axes, n_features
+
+
+def _check_axis_unchanged(est, reset):
+    if not reset and est.axis != est._fit_axis:
+        raise ValueError(
+            f"axis was changed from {est._fit_axis!r} to {est.axis!r} after "
+            f"fitting; call fit to use the new axis."
+        )
+
+
+def _feature_axes(est, shape, reset):
+    """Feature axes and count of data of ``shape``, checked against the fit."""
     if reset:
-        axes = normalize_axis(est.axis, X.ndim)
+        axes = normalize_axis(est.axis, len(shape))
     else:
-        if X.ndim != est._ndim:
+        if len(shape) != est._ndim:
             raise ValueError(
-                f"X has {X.ndim} dimensions, but {type(est).__name__} was fitted "
-                f"on {est._ndim}-dimensional data."
+                f"X has {len(shape)} dimensions, but {type(est).__name__} was "
+                f"fitted on {est._ndim}-dimensional data."
             )
         axes = est._axes
-    n_features = prod([X.shape[a] for a in axes])
+    n_features = prod([shape[a] for a in axes])
     if not reset and n_features != est.n_features_in_:
         raise _feature_count_error(est, n_features)
-    return X, axes, n_features
+    return axes, n_features
+
+
+def validate_metadata(est, X, shape, dtype, *, reset, kind):
+    """:func:`validate_X` for data that must not be read: dask, CUDA arrays.
+
+    The same rules and messages, checked on the shape and dtype alone.
+
+    Parameters
+    ----------
+    est : estimator
+    X : object
+        The array, for its (absent) column names.
+    shape : tuple of int
+    dtype : numpy.dtype
+    reset : bool
+    kind : str
+        What ``X`` is, for the messages, e.g. ``"dask array"``.
+
+    Returns
+    -------
+    axes : tuple of int
+    n_features : int
+    """
+    _check_axis_unchanged(est, reset)
+    if dtype.kind not in "biuf":
+        raise ValueError(f"X must hold real numbers; got a {kind} of dtype {dtype}.")
+    if len(shape) < 2:
+        raise ValueError(
+            f"Expected a 2-D or N-D {kind}, got {len(shape)}-D with shape "
+            f"{shape}; reshape it, e.g. X.reshape(-1, 1) for one feature."
+        )
+    if prod(shape) == 0:
+        raise ValueError(
+            f"Found array with 0 elements (shape={shape}) while "
+            f"{type(est).__name__} needs at least one value per feature."
+        )
+    # Such arrays have no column names: this drops names on reset and warns
+    # when the estimator was fitted on a DataFrame, as for an ndarray.
+    _check_feature_names(est, X, reset=reset)
+    return _feature_axes(est, shape, reset)
 
 
 def validate_sample_weight(sample_weight, X, axes):

@@ -8,13 +8,17 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils._set_output import _wrap_data_with_container
 from sklearn.utils.validation import check_is_fitted
 
-from . import _moments
+from . import _dask, _dispatch, _moments, _monitor, functional
+from ._interop import InteropMixin
 from ._kernels import cpu
 from ._layout import Layout
+from ._state import StateMixin
 from ._validation import atomic, feature_vector, validate_sample_weight, validate_X
 
 
-class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+class BatchNormalizer(
+    StateMixin, InteropMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator
+):
     """Batch normalization with momentum running statistics.
 
     In training mode (:meth:`partial_fit_transform`) a batch is normalized by
@@ -63,8 +67,33 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         their input when it is a writable float ndarray of a layout the
         kernels read directly.
     device : {"auto", "cpu", "cuda"}, default="auto"
-        Where the work runs.  ``"auto"`` follows the data; this version has
-        the CPU path only and ``"cuda"`` raises ``ValueError``.
+        Where the work runs.  ``"auto"`` follows the data: a CUDA array (a
+        Numba device array, a CuPy array, a PyTorch CUDA tensor: anything with
+        ``__cuda_array_interface__``) runs on its GPU and the result is of the
+        same kind; anything else runs on the CPU.  ``"cuda"`` also takes host
+        data, copies it to the GPU and returns NumPy.  ``"cpu"`` refuses GPU
+        data.  The running statistics stay NumPy arrays on the host either
+        way.  The GPU path needs the ``cuda`` extra (``pip install
+        'skbn[cuda]'``); ``"cuda"`` raises ``ValueError`` where it cannot run.
+        ``renorm`` and ``virtual_batch_size`` are CPU-only.
+    track_batch_stats : bool, default=False
+        Keep each batch's own mean and variance, and the running statistics
+        after it, in :attr:`batch_stats_` (for drift monitoring, see
+        :func:`skbn.plotting.plot_batch_stats`).
+    max_batch_stats : int >= 1, default=1000
+        With ``track_batch_stats``, how many of the latest batches are kept
+        (a ring buffer: memory stays bounded on an endless stream).
+    renorm : (r_max, d_max) or None, default=None
+        Batch Renormalization (Ioffe 2017) in :meth:`partial_fit_transform`:
+        the batch is normalized as ``(x - mean_B) / sigma_B * r + d`` with
+        ``r`` and ``d`` clipped to ``[1/r_max, r_max]`` and
+        ``[-d_max, d_max]`` and computed from the running statistics before
+        the batch (see :func:`skbn.functional.batch_norm_forward`).
+    virtual_batch_size : int >= 1 or None, default=None
+        Ghost batch norm in :meth:`partial_fit_transform`: each group of this
+        many consecutive samples is normalized by its own statistics (it must
+        divide the batch size).  The running statistics are those of the
+        whole batch.
 
     Attributes
     ----------
@@ -87,6 +116,11 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Names of features seen during :meth:`fit`, when ``X`` has string
         column names.
+    batch_stats_ : BatchStats
+        Only with ``track_batch_stats=True``: arrays ``batch``, ``n_samples``,
+        ``mean``, ``var``, ``running_mean`` and ``running_var`` of the last
+        ``max_batch_stats`` batches, oldest first (see
+        :class:`skbn._monitor.BatchStats`).
 
     See Also
     --------
@@ -94,6 +128,15 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     Notes
     -----
+    A ``dask.array.Array`` is accepted by :meth:`fit`, :meth:`partial_fit`,
+    :meth:`partial_fit_transform` and :meth:`transform`: the statistics are
+    computed block by block and merged as moments (exact to float64 rounding;
+    computed when the method is called), and the normalized output is a lazy
+    dask array.  :meth:`save` and :meth:`load` keep the state in a file
+    without pickle; :meth:`to_torch_state_dict`, :meth:`from_torch`,
+    :meth:`to_keras_weights` and :meth:`from_keras_weights` convert to and from
+    PyTorch and Keras batch norm.
+
     NaN values are ignored when fitting and stay NaN in :meth:`transform`;
     infinite values raise ``ValueError`` naming the feature.  A constant
     feature (variance 0) transforms to exactly ``beta``.  A call that raises
@@ -126,7 +169,14 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         "beta": [Real, "array-like"],
         "copy": ["boolean"],
         "device": [StrOptions({"auto", "cpu", "cuda"})],
+        "track_batch_stats": ["boolean"],
+        "max_batch_stats": [Interval(Integral, 1, None, closed="left")],
+        "renorm": [tuple, None],
+        "virtual_batch_size": [Interval(Integral, 1, None, closed="left"), None],
     }
+    # Fitted state that save/load keep besides the public attributes.
+    _state_private = ("_axes", "_fit_axis", "_ndim", "_seen", "_batch_stats")
+    _state_vectors = ("running_mean_", "running_var_", "gamma_", "beta_", "_seen")
 
     def __init__(
         self,
@@ -140,6 +190,10 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         beta=0.0,
         copy=True,
         device="auto",
+        track_batch_stats=False,
+        max_batch_stats=1000,
+        renorm=None,
+        virtual_batch_size=None,
     ):
         self.momentum = momentum
         self.eps = eps
@@ -150,6 +204,10 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.beta = beta
         self.copy = copy
         self.device = device
+        self.track_batch_stats = track_batch_stats
+        self.max_batch_stats = max_batch_stats
+        self.renorm = renorm
+        self.virtual_batch_size = virtual_batch_size
 
     # -- parameters -----------------------------------------------------------
 
@@ -167,15 +225,16 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             self.scale,
             self.copy,
             self.device,
+            self.track_batch_stats,
+            self.max_batch_stats,
+            self.renorm,
+            self.virtual_batch_size,
         )
         if getattr(self, "_checked_params", None) == key:
             return
         self._validate_params()
-        if self.device == "cuda":
-            raise ValueError(
-                "device='cuda' is not available: this version of skbn has the "
-                "CPU path only. Use device='cpu' or device='auto'."
-            )
+        functional._check_renorm(self.renorm)
+        _dispatch.check_device(self.device)
         self._checked_params = key
 
     def _reset(self):
@@ -188,6 +247,7 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             "n_batches_seen_",
             "n_features_in_",
             "_seen",
+            "_batch_stats",
         ):
             self.__dict__.pop(name, None)
 
@@ -238,18 +298,31 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self._update(X, sample_weight)
         return self
 
-    def _update(self, X, sample_weight):
+    def _update(self, X, sample_weight, normalize=False):
         """Fold the batch ``X`` into the running statistics.
 
         Returns the layout of ``X`` and the batch moments, for the training
-        mode to normalize with.
+        mode to normalize with.  With ``normalize`` the CUDA path also
+        normalizes the batch, in the same sequence of kernels
+        (``layout.normalized``).
         """
         self._check_params()
         first = not hasattr(self, "running_mean_")
-        X, axes, n_features = validate_X(self, X, reset=first)
-        w = validate_sample_weight(sample_weight, X, axes)
-        layout = Layout(X, axes)
-        batch = _moments.moments(layout, w, getattr(self, "feature_names_in_", None))
+        if _dask.is_dask(X):
+            # Reduced block by block on the dask scheduler, then folded as here.
+            X, axes, n_features, layout, batch = _dask.batch_moments(
+                self, X, sample_weight, reset=first
+            )
+        elif _dispatch.on_cuda(self.device, X):
+            X, axes, n_features, layout, batch = _dispatch.batch_moments(
+                self, X, sample_weight, reset=first, normalize=normalize
+            )
+        else:
+            X, axes, n_features = validate_X(self, X, reset=first)
+            w = validate_sample_weight(sample_weight, X, axes)
+            layout = Layout(X, axes)
+            names = getattr(self, "feature_names_in_", None)
+            batch = _moments.moments(layout, w, names)
         if first:
             # Everything is computed before anything is assigned, so a failure
             # (a bad gamma, say) leaves no half-fitted estimator behind.
@@ -272,6 +345,16 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.running_mean_, self.running_var_, self._seen = mean, var, seen
         self.n_samples_seen_ += X.shape[0]
         self.n_batches_seen_ += 1
+        if self.track_batch_stats:
+            self._batch_stats = _monitor.record(
+                getattr(self, "_batch_stats", ()),
+                self.max_batch_stats,
+                self.n_batches_seen_,
+                X.shape[0],
+                batch,
+                mean,
+                var,
+            )
         return layout, batch
 
     @atomic
@@ -298,9 +381,47 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             chosen with ``set_output``.
         """
         X_in = X
-        layout, batch = self._update(X, sample_weight)
-        y_out = self._apply(layout, batch.mean, batch.var, out=None)
+        # The running statistics before this batch, for Batch Renormalization
+        # (_update replaces these arrays, it never writes into them).
+        prior = (
+            getattr(self, "running_mean_", None),
+            getattr(self, "running_var_", None),
+        )
+        plain = self.renorm is None and self.virtual_batch_size is None
+        layout, batch = self._update(X, sample_weight, normalize=plain)
+        if not plain:
+            y_out = self._train_normalize(layout, sample_weight, prior)
+        elif isinstance(layout, _dispatch.CudaLayout):
+            y_out = layout.normalized  # fused with the statistics' kernels
+        else:
+            y_out = self._apply(layout, batch.mean, batch.var, out=None)
         return _wrap_data_with_container("transform", y_out, X_in, self)
+
+    def _train_normalize(self, layout, sample_weight, prior):
+        """Training mode with ``renorm`` or ``virtual_batch_size``, through
+        the routines of :mod:`skbn.functional`."""
+        if isinstance(layout, _dask.DaskLayout):
+            raise ValueError(
+                "renorm and virtual_batch_size need in-memory (NumPy) input; got "
+                "a dask array."
+            )
+        if isinstance(layout, _dispatch.CudaLayout):
+            raise ValueError(
+                "renorm and virtual_batch_size run on the CPU only; got CUDA "
+                "input (or device='cuda'). Use device='cpu' with host data."
+            )
+        return functional._train_normalize(
+            layout,
+            self._axes,
+            sample_weight,
+            self.gamma_,
+            self.beta_,
+            float(self.eps),
+            None if prior[0] is None else prior,
+            self.renorm,
+            self.virtual_batch_size,
+            getattr(self, "feature_names_in_", None),
+        )
 
     # -- applying -----------------------------------------------------------------
 
@@ -311,6 +432,11 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     def _apply(self, layout, mean, var, out):
         scale, offset = self._coefficients(var)
+        if isinstance(layout, _dask.DaskLayout):
+            return _dask.affine(layout, mean, scale, offset)
+        if isinstance(layout, _dispatch.CudaLayout):
+            names = getattr(self, "feature_names_in_", None)
+            return _dispatch.affine(layout, mean, scale, offset, out, names)
         return _moments.affine(
             layout, mean, scale, offset, out, getattr(self, "feature_names_in_", None)
         )
@@ -320,6 +446,8 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         # running mean exists exactly when the estimator is fitted.
         check_is_fitted(self, "running_mean_")
         self._check_params()
+        if _dispatch.on_cuda(self.device, X):
+            return _dispatch.prepare(self, X, self.copy if copy is None else copy)
         X, axes, _ = validate_X(self, X, reset=False)
         layout = Layout(X, axes)
         copy = self.copy if copy is None else copy
@@ -345,8 +473,10 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         Returns
         -------
         X_out : ndarray of the shape and float dtype of ``X``
-            Normalized data.
+            Normalized data (a lazy dask array for dask input).
         """
+        if _dask.is_dask(X):
+            return _dask.transform(self, X)
         layout, out = self._prepare(X, copy)
         return self._apply(layout, self.running_mean_, self.running_var_, out)
 
@@ -374,7 +504,8 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 f"inverse_transform is undefined where gamma_ is 0 (feature "
                 f"{', '.join(map(str, zero[:5]))})."
             )
-        return _moments.affine(
+        cuda = isinstance(layout, _dispatch.CudaLayout)
+        return (_dispatch.affine if cuda else _moments.affine)(
             layout,
             offset,
             1.0 / scale,
@@ -382,6 +513,17 @@ class BatchNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             out,
             getattr(self, "feature_names_in_", None),
         )
+
+    @property
+    def batch_stats_(self):
+        """Statistics of the latest batches (``track_batch_stats=True``)."""
+        if not hasattr(self, "_batch_stats"):
+            raise AttributeError(
+                "batch_stats_ is kept only with track_batch_stats=True, from the "
+                "first batch fitted with it on."
+            )
+        history = self._batch_stats[-self.max_batch_stats :]
+        return _monitor.stack(history, self.n_features_in_)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -6,6 +6,7 @@ points ``func`` at the function that runs it, so ``bench``, ``fit`` and
 """
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -15,7 +16,9 @@ from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.model_selection import cross_val_score, train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
 
-from . import __version__, _bench
+from . import __version__, _bench, _npy
+from ._layout import normalize_axis
+from ._state import StateMixin
 from .batch_norm import BatchNormalizer
 
 
@@ -57,6 +60,8 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(func=lambda args: _print_help(parser))
     _add_demo(subparsers)
     _add_bench(subparsers)
+    _add_fit(subparsers)
+    _add_transform(subparsers)
     return parser
 
 
@@ -273,4 +278,221 @@ def _run_bench(args: argparse.Namespace) -> int:
         )
         for name, err in _bench.accuracy().items():
             print(f"  {name:22s} {err:.2e}")
+    return 0
+
+
+# -- fit and transform: out of core over .npy files -----------------------------
+
+
+def _momentum(text: str) -> float | None:
+    """Parse ``none`` or a float in [0, 1]."""
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"must be a number in [0, 1] or 'none', got {text!r}"
+        )
+    return value
+
+
+def _axis(text: str) -> int | tuple[int, ...]:
+    """Parse ``-1`` or ``1,2`` (several feature axes)."""
+    try:
+        axes = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer or integers joined by ',', got {text!r}"
+        ) from None
+    return axes[0] if len(axes) == 1 else axes
+
+
+def _add_streaming_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help="rows per mini-batch (default: about 16 MiB of data)",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar or summary"
+    )
+
+
+def _add_fit(subparsers) -> None:
+    fit = subparsers.add_parser(
+        "fit",
+        help="fit BatchNormalizer on a .npy file, batch by batch",
+        description="Stream DATA.npy through BatchNormalizer.partial_fit in "
+        "mini-batches of rows, mapping one batch of the file into memory at a "
+        "time (files larger than memory work), and save the fitted state. "
+        "With the default --momentum none the statistics are exactly those of "
+        "the whole file.",
+    )
+    fit.add_argument("data", metavar="DATA.npy", help="input array, rows first")
+    fit.add_argument(
+        "-o", "--output", metavar="STATE", required=True, help="state file to write"
+    )
+    fit.add_argument(
+        "--momentum",
+        type=_momentum,
+        default=None,
+        metavar="M|none",
+        help="weight of the old running value per batch, or 'none' for exact "
+        "statistics of all rows (default: none)",
+    )
+    fit.add_argument(
+        "--axis",
+        type=_axis,
+        default=-1,
+        metavar="A",
+        help="feature axis, or axes joined by ',' (default: -1); not 0",
+    )
+    _add_streaming_options(fit)
+    fit.set_defaults(func=_run_fit)
+
+
+def _add_transform(subparsers) -> None:
+    transform = subparsers.add_parser(
+        "transform",
+        help="normalize a .npy file with a saved state, batch by batch",
+        description="Normalize DATA.npy with the estimator saved in STATE "
+        "(by 'skbn fit' or its save method) and write OUT.npy, one mini-batch "
+        "of rows at a time through memory maps (files larger than memory "
+        "work). OUT.npy appears only when complete.",
+    )
+    transform.add_argument("data", metavar="DATA.npy", help="input array, rows first")
+    transform.add_argument(
+        "--state", required=True, metavar="STATE", help="state file to apply"
+    )
+    transform.add_argument(
+        "-o", "--output", metavar="OUT.npy", required=True, help="array to write"
+    )
+    _add_streaming_options(transform)
+    transform.set_defaults(func=_run_transform)
+
+
+class _PlainProgress:
+    """A one-line percentage on stderr, when tqdm is not installed."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        self.total, self.desc, self.done, self.shown = max(total, 1), desc, 0, -1
+
+    def update(self, n: int) -> None:
+        self.done += n
+        percent = 100 * self.done // self.total
+        if percent != self.shown:
+            self.shown = percent
+            print(f"\r{self.desc}: {percent:3d}%", end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        print(file=sys.stderr)
+
+
+class _NoProgress:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, desc: str, quiet: bool):
+    """A progress bar over ``total`` rows on a terminal, else nothing."""
+    if quiet or not sys.stderr.isatty():
+        return _NoProgress()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _PlainProgress(total, desc)
+    return tqdm(total=total, desc=desc, unit="rows", unit_scale=True, leave=False)
+
+
+def _error(command: str, exc: BaseException) -> int:
+    """Report a failure as one line on stderr; no traceback."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        message = f"{exc.filename}: {exc.strerror}"
+    elif isinstance(exc, MemoryError):
+        message = "out of memory; try a smaller --batch-size"
+    else:
+        message = str(exc) or type(exc).__name__
+    print(f"skbn {command}: error: {message}", file=sys.stderr)
+    return 1
+
+
+# What a bad file, state or argument raises; anything else is a bug and keeps
+# its traceback.
+_USER_ERRORS = (OSError, ValueError, TypeError, MemoryError)
+
+
+def _check_rows_are_samples(reader: _npy.NpyReader, axes: tuple[int, ...]) -> None:
+    if len(reader.shape) < 2:
+        raise ValueError(
+            f"{reader.path} holds a {len(reader.shape)}-D array; skbn needs "
+            "2-D (rows, features) or N-D data with samples along axis 0."
+        )
+    if 0 in axes:
+        raise ValueError(
+            "axis 0 is a feature axis here, but the file is streamed in batches "
+            "of rows (axis 0); choose feature axes other than 0."
+        )
+
+
+def _stream(reader, batch_size, desc, quiet, step):
+    bar = _progress(reader.shape[0], desc, quiet)
+    try:
+        for start, stop in reader.windows(batch_size):
+            step(start, reader.rows(start, stop))
+            bar.update(stop - start)
+    finally:
+        bar.close()
+
+
+def _run_fit(args: argparse.Namespace) -> int:
+    try:
+        reader = _npy.NpyReader(args.data)
+        ndim = max(len(reader.shape), 2)  # a 1-D file is reported just below
+        _check_rows_are_samples(reader, normalize_axis(args.axis, ndim))
+        bn = BatchNormalizer(momentum=args.momentum, axis=args.axis)
+        _stream(
+            reader,
+            args.batch_size,
+            "fit",
+            args.quiet,
+            lambda start, rows: bn.partial_fit(rows),
+        )
+        bn.save(args.output)
+    except _USER_ERRORS as exc:
+        return _error("fit", exc)
+    if not args.quiet:
+        print(
+            f"fitted {bn.n_features_in_} features on {bn.n_samples_seen_} rows "
+            f"in {bn.n_batches_seen_} batches; state written to {args.output}"
+        )
+    return 0
+
+
+def _run_transform(args: argparse.Namespace) -> int:
+    try:
+        est = StateMixin.load(args.state)
+        reader = _npy.NpyReader(args.data)
+        _check_rows_are_samples(reader, getattr(est, "_axes", ()))
+        # One row checks the feature count and gives the output dtype before
+        # any output is created.
+        dtype = est.transform(reader.rows(0, min(1, reader.shape[0]))).dtype
+        with _npy.NpyWriter(args.output, reader.shape, dtype) as writer:
+            _stream(
+                reader,
+                args.batch_size,
+                "transform",
+                args.quiet,
+                lambda start, rows: writer.write(start, est.transform(rows)),
+            )
+    except _USER_ERRORS as exc:
+        return _error("transform", exc)
+    if not args.quiet:
+        print(f"wrote {os.fspath(args.output)} ({' x '.join(map(str, reader.shape))})")
     return 0

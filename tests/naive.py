@@ -200,3 +200,134 @@ def denormalize(Y, mean, var, gamma=1.0, beta=0.0, eps=1e-5, axis=-1):
     beta = np.broadcast_to(np.asarray(beta, dtype=np.float64), (d,))
     m, v, g, b = (per_feature(p, Y.shape, axis) for p in (mean, var, gamma, beta))
     return (Y - b) * np.sqrt(v + eps) / g + m
+
+
+# -- training path: forward and backward of the four normalizations ------------------
+#
+# Every normalization is "statistics per group of entries, affine per parameter
+# index": :func:`norm_index` gives, for each entry of ``x``, the id of the
+# statistic it belongs to and the id of its gamma/beta.  The backward pass is
+# the staged chain rule (through xhat, var and mean, as the computation graph
+# of the forward pass reads), not skbn's closed form, so that the two are
+# independent derivations.
+
+
+def norm_index(shape, kind, axis=-1, n_groups=None, virtual_batch_size=None):
+    """Statistic id and parameter id of every entry, arrays of ``shape``.
+
+    ``kind`` is ``"batch"`` (``axis`` = feature axes), ``"layer"`` (``axis`` =
+    normalized axes), ``"group"`` or ``"instance"`` (``axis`` = channel axis).
+    """
+    ndim = len(shape)
+    idx = np.indices(shape)
+
+    def flat(axes):
+        if not axes:
+            return np.zeros(shape, dtype=np.int64)
+        return np.ravel_multi_index([idx[a] for a in axes], [shape[a] for a in axes])
+
+    if kind == "batch":
+        axes = feature_axes(axis, ndim)
+        param = flat(axes)
+        stat = param.copy()
+        if virtual_batch_size is not None:
+            stat = (idx[0] // virtual_batch_size) * (param.max() + 1) + param
+        return stat, param
+    if kind == "layer":
+        axes = feature_axes(axis, ndim)
+        keep = tuple(a for a in range(ndim) if a not in axes)
+        return flat(keep), flat(axes)
+    c = int(axis) % ndim
+    n_ch = shape[c]
+    groups = n_ch if kind == "instance" else n_groups
+    return idx[0] * groups + idx[c] // (n_ch // groups), idx[c]
+
+
+def _group_stats(x, stat):
+    """Mean and biased variance per statistic id (two passes, fsum)."""
+    n_stat = int(stat.max()) + 1
+    mean = np.zeros(n_stat)
+    var = np.zeros(n_stat)
+    for s in range(n_stat):
+        v = x[stat == s]
+        mean[s] = math.fsum(v) / v.size
+        var[s] = math.fsum((v - mean[s]) ** 2) / v.size
+    return mean, var
+
+
+def norm_forward(x, stat, param, gamma, beta, eps, stats=None, r=None, d=None):
+    """``gamma * ((x - mean) / sqrt(var + eps) * r + d) + beta`` in float64.
+
+    ``stats=(mean, var)`` per statistic id replaces the batch statistics
+    (inference mode); ``r``, ``d`` per statistic id are Batch
+    Renormalization's factors.  Returns ``y, mean, var``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    mean, var = _group_stats(x, stat) if stats is None else stats
+    xhat = (x - mean[stat]) / np.sqrt(var[stat] + eps)
+    if r is not None:
+        xhat = xhat * r[stat] + d[stat]
+    g = np.broadcast_to(np.asarray(gamma, dtype=np.float64), (int(param.max()) + 1,))
+    b = np.broadcast_to(np.asarray(beta, dtype=np.float64), (int(param.max()) + 1,))
+    return g[param] * xhat + b[param], mean, var
+
+
+def norm_backward(
+    x, dy, stat, param, gamma, eps, training=True, stats=None, r=None, d=None
+):
+    """Staged chain rule of :func:`norm_forward`; returns ``dx, dgamma, dbeta``.
+
+    ``r`` and ``d`` are constants (Ioffe 2017); in inference mode
+    (``training=False``) so are the statistics.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    dy = np.asarray(dy, dtype=np.float64)
+    n_param = int(param.max()) + 1
+    g = np.broadcast_to(np.asarray(gamma, dtype=np.float64), (n_param,))
+    mean, var = _group_stats(x, stat) if stats is None else stats
+    std = np.sqrt(var + eps)
+    xhat = (x - mean[stat]) / std[stat]
+    r_e = np.ones(x.shape) if r is None else r[stat]
+    d_e = np.zeros(x.shape) if d is None else d[stat]
+    dgamma = np.zeros(n_param)
+    dbeta = np.zeros(n_param)
+    for p in range(n_param):
+        sel = param == p
+        dgamma[p] = math.fsum((dy * (xhat * r_e + d_e))[sel])
+        dbeta[p] = math.fsum(dy[sel])
+    dxhat = dy * g[param] * r_e
+    if not training:
+        return dxhat / std[stat], dgamma, dbeta
+    dx = np.zeros(x.shape)
+    for s in range(int(stat.max()) + 1):
+        sel = stat == s
+        m = sel.sum()
+        xc = x[sel] - mean[s]
+        dxh = dxhat[sel]
+        dvar = math.fsum(dxh * xc) * -0.5 * (var[s] + eps) ** -1.5
+        dmean = math.fsum(-dxh / std[s]) + dvar * math.fsum(-2.0 * xc) / m
+        dx[sel] = dxh / std[s] + dvar * 2.0 * xc / m + dmean / m
+    return dx, dgamma, dbeta
+
+
+def renorm_factors(batch_mean, batch_var, running_mean, running_var, eps, r_max, d_max):
+    """Batch Renormalization's ``r`` and ``d`` (Ioffe 2017, Algorithm 1)."""
+    sigma = np.sqrt(np.asarray(running_var, dtype=np.float64) + eps)
+    r = np.clip(np.sqrt(batch_var + eps) / sigma, 1.0 / r_max, r_max)
+    d = np.clip((batch_mean - running_mean) / sigma, -d_max, d_max)
+    return r, d
+
+
+def finite_difference(f, x, h=1e-6):
+    """Central differences of the scalar ``f`` at every entry of ``x``."""
+    x = np.array(x, dtype=np.float64)
+    grad = np.zeros(x.shape)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + h
+        up = f(x)
+        x[i] = old - h
+        down = f(x)
+        x[i] = old
+        grad[i] = (up - down) / (2 * h)
+    return grad

@@ -5,6 +5,12 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from skbn import BatchNormalizer
 
 
-@parametrize_with_checks([BatchNormalizer(), BatchNormalizer(momentum=None)])
+@parametrize_with_checks(
+    [
+        BatchNormalizer(),
+        BatchNormalizer(momentum=None),
+        BatchNormalizer(track_batch_stats=True, max_batch_stats=3),
+    ]
+)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)

@@ -1,0 +1,288 @@
+"""Numba kernels of the training path: the backward passes and the
+per-sample (layer, group, instance) normalize step.
+
+Like :mod:`skbn._kernels.cpu`, every kernel takes validated, C-contiguous
+arrays and checks nothing; :mod:`skbn.functional` validates, chooses the
+layout and allocates.  Mean and variance are never computed here: they come
+from :func:`skbn._moments.moments`, the one implementation shared by every
+path.
+
+Backward of a normalization over a group of ``M`` values (Ioffe and Szegedy
+2015, section 3; written in closed form as in PyTorch's
+``batch_norm_backward``).  With ``xhat = (x - mean) * inv_std`` and
+``y = gamma * xhat + beta``, the chain rule through ``mean`` and ``var``
+collapses to::
+
+    dbeta  = sum(dy)
+    dgamma = sum(dy * xhat)
+    dx     = gamma * inv_std / M * (M * dy - sum(dy) - xhat * sum(dy * xhat))
+
+so a backward pass is one reduction (the two sums, per group) and one fused
+elementwise pass (``dx``).  Both are done here in float64 whatever the
+input dtype; the reductions keep per-block partial sums, add them into one
+row per task and add the tasks in order, so that results are bit-identical
+for any thread count (the task count depends on the shape only, see
+``skbn._config``).
+
+Layouts, as in :mod:`skbn._kernels.cpu`:
+
+* rows ``(n, d)`` and segments ``(outer, c, inner)`` for batch norm, with the
+  statistics per column / channel;
+* groups ``(N, S1, G, Cg, S2)`` for the per-sample norms: statistics per
+  sample ``n`` and group ``g`` over ``(S1, Cg, S2)``; ``gamma`` and ``beta``
+  are per channel ``(g, c)``.  Layer norm is ``(rows, 1, 1, features, 1)``,
+  instance norm ``Cg = 1``, channels-first data ``S1 = 1``, channels-last
+  data ``S2 = 1``.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .cpu import _JIT, _serial_twin, _task_range
+
+
+@njit(**_JIT)
+def sum_tasks(part):
+    """Sum the rows of ``part`` (tasks, ...) in task order (new float64 array)."""
+    out = np.zeros(part.shape[1:])
+    for t in range(part.shape[0]):
+        out += part[t]
+    return out
+
+
+# -- batch norm: rows (n, d) -----------------------------------------------------
+
+
+@njit(parallel=True, **_JIT)
+def rows_grad_sums(x, dy, mean, block, n_tasks):
+    """Per-column ``sum(dy)`` and ``sum(dy * (x - mean))`` of (n, d) arrays."""
+    n, d = x.shape
+    n_blocks = (n + block - 1) // block
+    s_part = np.zeros((n_tasks, d))
+    q_part = np.zeros((n_tasks, d))
+    for t in prange(n_tasks):
+        b0, b1 = _task_range(t, n_tasks, n_blocks)
+        s = np.empty(d)
+        q = np.empty(d)
+        for b in range(b0, b1):
+            r0 = b * block
+            r1 = min(n, r0 + block)
+            s[:] = 0.0
+            q[:] = 0.0
+            # Four rows per sweep, as in cpu.rows_moments: fewer accumulator
+            # loads and stores per element.
+            r4 = r0 + (r1 - r0) // 4 * 4
+            for r in range(r0, r4, 4):
+                for j in range(d):
+                    m = mean[j]
+                    g0 = dy[r, j] * 1.0
+                    g1 = dy[r + 1, j] * 1.0
+                    g2 = dy[r + 2, j] * 1.0
+                    g3 = dy[r + 3, j] * 1.0
+                    s[j] += (g0 + g1) + (g2 + g3)
+                    q[j] += (g0 * (x[r, j] - m) + g1 * (x[r + 1, j] - m)) + (
+                        g2 * (x[r + 2, j] - m) + g3 * (x[r + 3, j] - m)
+                    )
+            for r in range(r4, r1):
+                for j in range(d):
+                    g0 = dy[r, j] * 1.0
+                    s[j] += g0
+                    q[j] += g0 * (x[r, j] - mean[j])
+            # Block sums first, then into the task's row: two-level summation.
+            for j in range(d):
+                s_part[t, j] += s[j]
+                q_part[t, j] += q[j]
+    return sum_tasks(s_part), sum_tasks(q_part)
+
+
+@njit(parallel=True, **_JIT)
+def rows_grad_dx(x, dy, mean, a, b, c, out, block):
+    """``out = a * dy - b * (x - mean) - c`` per column of (n, d) arrays."""
+    n, d = x.shape
+    n_blocks = (n + block - 1) // block
+    for blk in prange(n_blocks):
+        r0 = blk * block
+        r1 = min(n, r0 + block)
+        for r in range(r0, r1):
+            for j in range(d):
+                out[r, j] = a[j] * dy[r, j] - b[j] * (x[r, j] - mean[j]) - c[j]
+
+
+# -- batch norm: segments (outer, c, inner) ---------------------------------------
+
+
+@njit(parallel=True, **_JIT)
+def segments_grad_sums(x, dy, mean, seg_len, n_tasks):
+    """Per-channel ``sum(dy)`` and ``sum(dy * (x - mean))`` of (outer, c, inner)."""
+    outer, c, inner = x.shape
+    k_per = (inner + seg_len - 1) // seg_len
+    n_units = outer * c * k_per
+    s_part = np.zeros((n_tasks, c))
+    q_part = np.zeros((n_tasks, c))
+    for t in prange(n_tasks):
+        u0, u1 = _task_range(t, n_tasks, n_units)
+        for u in range(u0, u1):
+            k = u % k_per
+            oc = u // k_per
+            ch = oc % c
+            o = oc // c
+            i0 = k * seg_len
+            i1 = min(inner, i0 + seg_len)
+            m = mean[ch]
+            s = 0.0
+            q = 0.0
+            for i in range(i0, i1):
+                g = dy[o, ch, i] * 1.0
+                s += g
+                q += g * (x[o, ch, i] - m)
+            s_part[t, ch] += s
+            q_part[t, ch] += q
+    return sum_tasks(s_part), sum_tasks(q_part)
+
+
+@njit(parallel=True, **_JIT)
+def segments_grad_dx(x, dy, mean, a, b, c, out):
+    """``out = a * dy - b * (x - mean) - c`` per channel of (outer, c, inner)."""
+    outer, nc, inner = x.shape
+    for oc in prange(outer * nc):
+        ch = oc % nc
+        o = oc // nc
+        m = mean[ch]
+        ac = a[ch]
+        bc = b[ch]
+        cc = c[ch]
+        for i in range(inner):
+            out[o, ch, i] = ac * dy[o, ch, i] - bc * (x[o, ch, i] - m) - cc
+
+
+# -- per-sample norms: groups (N, S1, G, Cg, S2) ------------------------------------
+
+
+@njit(parallel=True, **_JIT)
+def groups_affine(x, mean, inv_std, gamma, beta, out):
+    """``out = (x - mean[n, g]) * inv_std[n, g] * gamma[g, c] + beta[g, c]``.
+
+    NaN stays NaN; ``out`` may be ``x`` itself.  The innermost loop runs over
+    the contiguous axis: the channels when ``S2 == 1`` (layer norm,
+    channels-last), the spatial positions otherwise.
+    """
+    N, S1, G, Cg, S2 = x.shape
+    for u in prange(N * S1):
+        n = u // S1
+        s1 = u % S1
+        for g in range(G):
+            m = mean[n, g]
+            rs = inv_std[n, g]
+            if S2 == 1:
+                for ch in range(Cg):
+                    out[n, s1, g, ch, 0] = (x[n, s1, g, ch, 0] - m) * (
+                        rs * gamma[g, ch]
+                    ) + beta[g, ch]
+            else:
+                for ch in range(Cg):
+                    a = rs * gamma[g, ch]
+                    b = beta[g, ch]
+                    for s in range(S2):
+                        out[n, s1, g, ch, s] = (x[n, s1, g, ch, s] - m) * a + b
+
+
+@njit(parallel=True, **_JIT)
+def groups_grad_sums(x, dy, mean, inv_std, gamma, n_tasks):
+    """The sums of the per-sample backward pass.
+
+    Returns
+    -------
+    a : (N, G)
+        ``sum(dy * gamma)`` per sample and group (``sum(dxhat)``).
+    b : (N, G)
+        ``sum(dy * gamma * (x - mean))`` per sample and group.
+    dgamma : (G, Cg)
+        ``sum(dy * xhat)`` per channel, over samples and positions.
+    dbeta : (G, Cg)
+        ``sum(dy)`` per channel.
+
+    Tasks own whole samples, so ``a`` and ``b`` need no merge; the
+    per-channel sums are kept per task and added in task order.
+    """
+    N, S1, G, Cg, S2 = x.shape
+    a = np.zeros((N, G))
+    b = np.zeros((N, G))
+    dg_part = np.zeros((n_tasks, G, Cg))
+    db_part = np.zeros((n_tasks, G, Cg))
+    for t in prange(n_tasks):
+        n0, n1 = _task_range(t, n_tasks, N)
+        sx = np.empty((G, Cg))  # this sample's sum(dy * (x - mean)) per channel
+        for n in range(n0, n1):
+            sx[:] = 0.0
+            for s1 in range(S1):
+                for g in range(G):
+                    m = mean[n, g]
+                    acc_a = 0.0
+                    acc_b = 0.0
+                    if S2 == 1:
+                        for ch in range(Cg):
+                            v = dy[n, s1, g, ch, 0] * 1.0
+                            xc = x[n, s1, g, ch, 0] - m
+                            gv = v * gamma[g, ch]
+                            acc_a += gv
+                            acc_b += gv * xc
+                            sx[g, ch] += v * xc
+                            db_part[t, g, ch] += v
+                    else:
+                        for ch in range(Cg):
+                            sv = 0.0
+                            sq = 0.0
+                            for s in range(S2):
+                                v = dy[n, s1, g, ch, s] * 1.0
+                                sv += v
+                                sq += v * (x[n, s1, g, ch, s] - m)
+                            acc_a += sv * gamma[g, ch]
+                            acc_b += sq * gamma[g, ch]
+                            sx[g, ch] += sq
+                            db_part[t, g, ch] += sv
+                    a[n, g] += acc_a
+                    b[n, g] += acc_b
+            for g in range(G):
+                rs = inv_std[n, g]
+                for ch in range(Cg):
+                    dg_part[t, g, ch] += sx[g, ch] * rs
+    return a, b, sum_tasks(dg_part), sum_tasks(db_part)
+
+
+@njit(parallel=True, **_JIT)
+def groups_grad_dx(x, dy, mean, inv_std, gamma, p, q, out):
+    """``out = inv_std * gamma * dy - p - q * (x - mean)``, ``p``, ``q`` per (n, g)."""
+    N, S1, G, Cg, S2 = x.shape
+    for u in prange(N * S1):
+        n = u // S1
+        s1 = u % S1
+        for g in range(G):
+            m = mean[n, g]
+            rs = inv_std[n, g]
+            pg = p[n, g]
+            qg = q[n, g]
+            if S2 == 1:
+                for ch in range(Cg):
+                    out[n, s1, g, ch, 0] = (
+                        rs * gamma[g, ch] * dy[n, s1, g, ch, 0]
+                        - pg
+                        - qg * (x[n, s1, g, ch, 0] - m)
+                    )
+            else:
+                for ch in range(Cg):
+                    k = rs * gamma[g, ch]
+                    for s in range(S2):
+                        out[n, s1, g, ch, s] = (
+                            k * dy[n, s1, g, ch, s] - pg - qg * (x[n, s1, g, ch, s] - m)
+                        )
+
+
+rows_grad_sums_serial = _serial_twin(rows_grad_sums, "rows_grad_sums_serial")
+rows_grad_dx_serial = _serial_twin(rows_grad_dx, "rows_grad_dx_serial")
+segments_grad_sums_serial = _serial_twin(
+    segments_grad_sums, "segments_grad_sums_serial"
+)
+segments_grad_dx_serial = _serial_twin(segments_grad_dx, "segments_grad_dx_serial")
+groups_affine_serial = _serial_twin(groups_affine, "groups_affine_serial")
+groups_grad_sums_serial = _serial_twin(groups_grad_sums, "groups_grad_sums_serial")
+groups_grad_dx_serial = _serial_twin(groups_grad_dx, "groups_grad_dx_serial")

@@ -1,0 +1,167 @@
+"""Out-of-core ``.npy`` files: read and write windows of rows.
+
+``np.load(path, mmap_mode="r")`` maps the whole file at once, which counts
+against the process' address space (``RLIMIT_AS``, a container's virtual
+memory cap) however little of it is touched.  These helpers map one window of
+rows at a time instead, so streaming a file needs the memory of one batch,
+whatever the file's size: the header is read with ``np.lib.format``, and each
+window is an ``np.memmap`` at the right offset, unmapped when dropped.
+
+The output is written to a temporary file in the target's directory and
+renamed onto the target only when complete, so a failed or interrupted run
+never leaves a half-written file under the requested name.
+"""
+
+import os
+import tempfile
+from math import prod
+
+import numpy as np
+
+# Bytes of input per batch when the caller does not choose: large enough that
+# the per-call overhead vanishes, small enough for any machine.
+BATCH_BYTES = 16 << 20
+
+
+class NpyReader:
+    """Windows of rows (entries along axis 0) of a C-ordered ``.npy`` file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Attributes
+    ----------
+    shape : tuple of int
+    dtype : numpy.dtype
+
+    Raises
+    ------
+    ValueError
+        If the file is not a ``.npy`` file, holds no numbers, or is truncated.
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        with open(self.path, "rb") as f:
+            try:
+                version = np.lib.format.read_magic(f)
+                read_header = {
+                    (1, 0): np.lib.format.read_array_header_1_0,
+                    (2, 0): np.lib.format.read_array_header_2_0,
+                }.get(version)
+                if read_header is None:
+                    # Version 3 (UTF-8 field names) only matters for
+                    # structured dtypes, which skbn rejects anyway.
+                    raise ValueError(f"unsupported .npy format version {version}")
+                self.shape, fortran_order, self.dtype = read_header(f)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{self.path} is not a readable .npy file: {exc}"
+                ) from None
+            self.offset = f.tell()
+            size = f.seek(0, os.SEEK_END)
+        if self.dtype.hasobject or self.dtype.kind not in "biuf":
+            raise ValueError(
+                f"{self.path} holds {self.dtype} values; skbn needs a numeric "
+                "(integer or floating-point) array."
+            )
+        self._full = None
+        if fortran_order:
+            # Rows of a Fortran-ordered array are not contiguous in the file:
+            # map it whole (np.load checks it), then slice.
+            self._full = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        self.row_bytes = prod(self.shape[1:]) * self.dtype.itemsize
+        expected = self.offset + self.row_bytes * (self.shape[0] if self.shape else 1)
+        if size < expected:
+            raise ValueError(
+                f"{self.path} is truncated: its header announces {expected} bytes, "
+                f"the file has {size}."
+            )
+
+    def batch_rows(self, batch_size=None):
+        """Rows per batch: ``batch_size``, or about :data:`BATCH_BYTES`."""
+        if batch_size is not None:
+            return batch_size
+        return max(1, BATCH_BYTES // max(1, self.row_bytes))
+
+    def windows(self, batch_size=None):
+        """``(start, stop)`` of each batch of rows, in order."""
+        n, step = self.shape[0], self.batch_rows(batch_size)
+        return [(i, min(i + step, n)) for i in range(0, n, step)]
+
+    def rows(self, start, stop):
+        """Rows ``[start, stop)`` as a read-only ndarray over the file."""
+        if self._full is not None:
+            return np.asarray(self._full[start:stop])
+        window = np.memmap(
+            self.path,
+            dtype=self.dtype,
+            mode="r",
+            offset=self.offset + start * self.row_bytes,
+            shape=(stop - start, *self.shape[1:]),
+        )
+        # A plain ndarray view: skbn's fast path takes exact ndarrays only.
+        return np.asarray(window)
+
+
+class NpyWriter:
+    """Write a ``.npy`` file window by window, renamed into place at the end.
+
+    Use as a context manager: on a clean exit the file is moved onto
+    ``path``; on an exception the temporary file is deleted and ``path`` is
+    left as it was.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    shape : tuple of int
+    dtype : numpy.dtype
+    """
+
+    def __init__(self, path, shape, dtype):
+        self.path = os.fspath(path)
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        directory = os.path.dirname(os.path.abspath(self.path))
+        fd, self.tmp = tempfile.mkstemp(
+            prefix=f".{os.path.basename(self.path)}.", suffix=".part", dir=directory
+        )
+        try:
+            with os.fdopen(fd, "wb") as f:
+                header = {
+                    "descr": np.lib.format.dtype_to_descr(self.dtype),
+                    "fortran_order": False,
+                    "shape": self.shape,
+                }
+                np.lib.format.write_array_header_1_0(f, header)
+                self.offset = f.tell()
+                # Sized up front (sparse where the file system allows) so that
+                # each window maps onto existing bytes.
+                f.truncate(self.offset + prod(self.shape) * self.dtype.itemsize)
+        except BaseException:
+            os.unlink(self.tmp)
+            raise
+        self.row_bytes = prod(self.shape[1:]) * self.dtype.itemsize
+
+    def write(self, start, block):
+        """Write ``block`` as rows ``start, start + len(block)``."""
+        window = np.memmap(
+            self.tmp,
+            dtype=self.dtype,
+            mode="r+",
+            offset=self.offset + start * self.row_bytes,
+            shape=block.shape,
+        )
+        window[...] = block
+        window.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            os.unlink(self.tmp)
+        return False

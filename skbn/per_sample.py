@@ -1,0 +1,286 @@
+"""Per-sample normalizers: layer, group and instance norm as transformers.
+
+Each sample is normalized by its own statistics, so there is nothing to
+learn from the data: ``fit`` only checks the input and records its number of
+features, like :class:`sklearn.preprocessing.Normalizer`, and ``transform``
+works even before ``fit``.  They run on the kernels of
+:mod:`skbn.functional` (statistics from :func:`skbn._moments.moments`).
+
+NaN values are left out of a sample's statistics and stay NaN; infinite
+values raise ``ValueError``.  A constant group normalizes to ``beta``.
+"""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import (
+    BaseEstimator,
+    OneToOneFeatureMixin,
+    TransformerMixin,
+    clone,
+)
+from sklearn.utils._param_validation import Interval
+
+from . import _dask, functional
+from ._state import StateMixin
+from ._validation import validate_X
+
+
+class _PerSampleNormalizer(
+    StateMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator
+):
+    """Shared ``fit``/``transform``; subclasses define :meth:`_view`."""
+
+    _parameter_constraints: dict = {
+        "eps": [Interval(Real, 0, None, closed="neither")],
+        "axis": [Integral],
+        "gamma": [Real, "array-like", None],
+        "beta": [Real, "array-like", None],
+    }
+    # Fitted state that save/load keep besides the public attributes.
+    _state_private = ("_axes", "_fit_axis", "_ndim")
+
+    def _view(self, X):
+        """``X`` (C-contiguous) as ``(N, S1, G, Cg, S2)`` and the transpose used."""
+        raise NotImplementedError
+
+    def _normalize(self, X):
+        X = np.ascontiguousarray(X)
+        x5, perm = self._view(X)
+        n_ch = x5.shape[2] * x5.shape[3]
+        gamma = functional._param(self.gamma, n_ch, "gamma")
+        beta = functional._param(self.beta, n_ch, "beta")
+        y5, _, _ = functional._groups_normalize(
+            x5, gamma, beta, float(self.eps), training=False
+        )
+        return functional._restore(y5, X.shape, perm)
+
+    def fit(self, X, y=None):
+        """Check ``X`` and record its number of features; nothing is learned.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or N-D
+            Data of the shape that :meth:`transform` will see.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            The estimator.
+        """
+        self._validate_params()
+        X, axes, n_features = validate_X(self, X, reset=True)
+        # Fails here, not in transform, for a bad gamma or n_groups.
+        self._normalize(X[:1])
+        self.n_features_in_ = n_features
+        self._axes = axes
+        self._fit_axis = self.axis
+        self._ndim = X.ndim
+        return self
+
+    def transform(self, X, copy=None):
+        """Normalize each sample of ``X`` by its own statistics.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or N-D
+            Data to normalize.  NaN stays NaN.
+        copy : None
+            Ignored; the output is always a new array.
+
+        Returns
+        -------
+        X_out : ndarray of the shape and float dtype of ``X``
+            Normalized data (a lazy dask array for dask input).
+        """
+        if _dask.is_dask(X):
+            return _dask.per_sample_transform(self, X)
+        if hasattr(self, "n_features_in_"):
+            X, _, _ = validate_X(self, X, reset=False)
+        else:
+            # Stateless: an unfitted transformer checks X as fit would,
+            # without recording anything on itself.
+            est = clone(self)
+            est._validate_params()
+            X, _, _ = validate_X(est, X, reset=True)
+        return self._normalize(X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        tags.input_tags.allow_nan = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+class LayerNormalizer(_PerSampleNormalizer):
+    """Layer normalization: each sample normalized over its own features.
+
+    ``y = gamma * (x - mean) / sqrt(var + eps) + beta`` with the mean and
+    (biased) variance of each sample's values along ``axis`` (Ba, Kiros and
+    Hinton 2016).  On ``(n_samples, n_features)`` data each row gets mean 0
+    and variance 1 (before ``gamma`` and ``beta``).
+
+    Parameters
+    ----------
+    eps : float > 0, default=1e-5
+        Added to the variance before the square root.
+    axis : int or tuple of int, default=-1
+        The axes normalized over (Keras' convention); not axis 0.
+    gamma : float, array-like or None, default=None
+        Elementwise scale over the normalized axes (their shape, or flat).
+    beta : float, array-like or None, default=None
+        Elementwise shift over the normalized axes.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Number of values along ``axis`` (the columns of 2-D data).
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during :meth:`fit`, when ``X`` has string
+        column names.
+
+    See Also
+    --------
+    skbn.functional.layer_norm_forward : The same, with a backward pass.
+    sklearn.preprocessing.Normalizer : Scales rows to unit norm, no centering.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skbn import LayerNormalizer
+    >>> X = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 30.0]])
+    >>> np.round(LayerNormalizer().fit_transform(X), 4)
+    array([[-1.2247,  0.    ,  1.2247],
+           [-0.7071, -0.7071,  1.4142]])
+    """
+
+    _parameter_constraints: dict = {
+        **_PerSampleNormalizer._parameter_constraints,
+        "axis": [Integral, tuple],
+    }
+
+    def __init__(self, *, eps=1e-5, axis=-1, gamma=None, beta=None):
+        self.eps = eps
+        self.axis = axis
+        self.gamma = gamma
+        self.beta = beta
+
+    def _view(self, X):
+        return functional._layer_view(X, self.axis)
+
+
+class GroupNormalizer(_PerSampleNormalizer):
+    """Group normalization: each sample's channels normalized in groups.
+
+    The channels along ``axis`` are split into ``n_groups`` consecutive
+    groups of equal size; the values of one sample in one group (every
+    position of its channels) are normalized by their own mean and variance,
+    then scaled and shifted per channel (Wu and He 2018).  ``n_groups=1`` is
+    layer norm over the channels and positions; ``n_groups`` equal to the
+    number of channels is instance norm.
+
+    Parameters
+    ----------
+    n_groups : int >= 1
+        Number of groups; it must divide the number of channels.
+    eps : float > 0, default=1e-5
+        Added to the variance before the square root.
+    axis : int, default=1
+        The channel axis: ``1`` for ``(N, C, H, W)`` and for the columns of
+        2-D data, ``-1`` for channels-last images.
+    gamma : float, array-like of shape (n_channels,) or None, default=None
+        Per-channel scale.
+    beta : float, array-like of shape (n_channels,) or None, default=None
+        Per-channel shift.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Number of channels.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during :meth:`fit`, when ``X`` has string
+        column names.
+
+    See Also
+    --------
+    skbn.functional.group_norm_forward : The same, with a backward pass.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skbn import GroupNormalizer
+    >>> X = np.array([[1.0, 3.0, 10.0, 20.0]])
+    >>> np.round(GroupNormalizer(n_groups=2).fit_transform(X), 4)
+    array([[-1.,  1., -1.,  1.]])
+    """
+
+    _parameter_constraints: dict = {
+        **_PerSampleNormalizer._parameter_constraints,
+        "n_groups": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(self, n_groups, *, eps=1e-5, axis=1, gamma=None, beta=None):
+        self.n_groups = n_groups
+        self.eps = eps
+        self.axis = axis
+        self.gamma = gamma
+        self.beta = beta
+
+    def _view(self, X):
+        return functional._channel_view(X, self.axis, self.n_groups), None
+
+
+class InstanceNormalizer(_PerSampleNormalizer):
+    """Instance normalization: each channel of each sample normalized alone.
+
+    Each channel of each sample is normalized over its positions (the axes
+    other than 0 and ``axis``), then scaled and shifted per channel
+    (Ulyanov, Vedaldi and Lempitsky 2016): group norm with one channel per
+    group.  On 2-D data a channel of a sample is one value, which normalizes
+    to ``beta``.
+
+    Parameters
+    ----------
+    eps : float > 0, default=1e-5
+        Added to the variance before the square root.
+    axis : int, default=1
+        The channel axis: ``1`` for ``(N, C, L)`` or ``(N, C, H, W)``,
+        ``-1`` for channels-last data.
+    gamma : float, array-like of shape (n_channels,) or None, default=None
+        Per-channel scale.
+    beta : float, array-like of shape (n_channels,) or None, default=None
+        Per-channel shift.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Number of channels.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during :meth:`fit`, when ``X`` has string
+        column names.
+
+    See Also
+    --------
+    skbn.functional.instance_norm_forward : The same, with a backward pass.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skbn import InstanceNormalizer
+    >>> X = np.array([[[1.0, 3.0], [0.0, 10.0]]])  # (N=1, C=2, L=2)
+    >>> np.round(InstanceNormalizer().fit_transform(X), 4)
+    array([[[-1.,  1.],
+            [-1.,  1.]]])
+    """
+
+    def __init__(self, *, eps=1e-5, axis=1, gamma=None, beta=None):
+        self.eps = eps
+        self.axis = axis
+        self.gamma = gamma
+        self.beta = beta
+
+    def _view(self, X):
+        return functional._channel_view(X, self.axis, None), None
