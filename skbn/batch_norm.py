@@ -275,6 +275,34 @@ class BatchNormalizer(
         return self.partial_fit(X, y, sample_weight=sample_weight)
 
     @atomic
+    def fit_transform(self, X, y=None, sample_weight=None):
+        """Fit to ``X``, then normalize it with the statistics just fitted.
+
+        The same result as ``fit(X).transform(X)``, with the input checked
+        and laid out once.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or N-D
+            Training data.  NaN values are ignored when fitting.
+        y : None
+            Ignored.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each sample.
+
+        Returns
+        -------
+        X_out : ndarray of the shape and float dtype of ``X``
+            Normalized data, in the container chosen with ``set_output``.
+        """
+        if _dask.is_dask(X) or _dispatch.on_cuda(self.device, X):
+            # The lazy (dask) and device (CUDA) paths keep their own transform.
+            return self.fit(X, sample_weight=sample_weight).transform(X)
+        self._reset()
+        layout, _ = self._update(X, sample_weight)
+        return self._apply(layout, self.running_mean_, self.running_var_, out=None)
+
+    @atomic
     def partial_fit(self, X, y=None, sample_weight=None):
         """Update the running statistics with one mini-batch.
 
