@@ -27,6 +27,8 @@ def normalize_axis(axis, ndim):
     -------
     tuple of int
     """
+    if type(axis) is int and -ndim <= axis < ndim and ndim > 1:
+        return (axis % ndim,)  # the common case, fast
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     if len(axes) == 0:
         raise ValueError("axis must name at least one feature axis; got axis=().")

@@ -9,6 +9,7 @@ inputs.
 """
 
 import functools
+import math
 from math import prod
 
 import numpy as np
@@ -197,6 +198,8 @@ def feature_vector(value, n_features, name):
     -------
     ndarray of shape (n_features,)
     """
+    if type(value) in (float, int) and math.isfinite(value):
+        return np.full(n_features, float(value))  # the common case, fast
     arr = np.asarray(value, dtype=np.float64)
     if arr.ndim == 0:
         arr = np.full(n_features, float(arr))
