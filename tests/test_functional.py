@@ -14,6 +14,7 @@ import numba
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skbn import BatchNormalizer
 from skbn import functional as F
@@ -39,6 +40,7 @@ PS_CASES = {
     "layer-3d-two": ("layer", (4, 3, 5), (1, 2), None),
     "layer-middle": ("layer", (4, 3, 5), 1, None),
     "layer-apart": ("layer", (3, 4, 5, 2), (1, 3), None),
+    "layer-long": ("layer", (3, 300), -1, None),
     "group-nchw-1": ("group", (3, 6, 4, 5), 1, 1),
     "group-nchw-2": ("group", (3, 6, 4, 5), 1, 2),
     "group-nchw-6": ("group", (3, 6, 4, 5), 1, 6),
@@ -513,6 +515,11 @@ def test_bit_identical_for_any_thread_count(tiny_blocks, restore_threads, rng):
 # -- BatchNormalizer's training options --
 
 
+@parametrize_with_checks([BatchNormalizer(renorm=(2.0, 1.0), virtual_batch_size=1)])
+def test_batch_normalizer_with_training_options_is_an_estimator(estimator, check):
+    check(estimator)
+
+
 def test_batch_normalizer_ghost_and_renorm_match_functional(rng):
     X = rng.normal(3.0, 2.0, size=(64, 5))
     bn = BatchNormalizer(virtual_batch_size=16, gamma=1.5, beta=0.5)
@@ -536,15 +543,15 @@ def test_batch_normalizer_ghost_and_renorm_match_functional(rng):
     assert_allclose(bn.running_mean_, rm, rtol=1e-14)
 
 
-def test_batch_normalizer_ghost_batches_with_sample_weight(rng):
-    X = rng.normal(size=(24, 3))
+@pytest.mark.parametrize("shape", [(24, 3), (24, 2, 5, 3)])
+def test_batch_normalizer_ghost_batches_with_sample_weight(rng, shape):
+    X = rng.normal(size=shape)
     w = rng.uniform(0.0, 2.0, size=24)
     y = BatchNormalizer(virtual_batch_size=6).partial_fit_transform(X, sample_weight=w)
     for k in range(4):
         rows = slice(6 * k, 6 * k + 6)
-        _, mean, var, _ = naive.moments(
-            X[rows], -1, naive.sample_weight_grid(w[rows], (6, 3))
-        )
+        grid = naive.sample_weight_grid(w[rows], X[rows].shape)
+        _, mean, var, _ = naive.moments(X[rows], -1, grid)
         assert_allclose(y[rows], naive.normalize(X[rows], mean, var), rtol=1e-12)
 
 
@@ -585,6 +592,7 @@ BAD = {
     "eps 0": (_bn(eps=0.0), ValueError, "eps must be a finite float > 0"),
     "eps str": (_bn(eps="1"), TypeError, "eps must be a float"),
     "momentum": (_bn(momentum=1.5), ValueError, r"momentum must be in \[0, 1\]"),
+    "training": (_bn(training="yes"), TypeError, "training must be True or False"),
     "gamma size": (
         _bn(gamma=np.ones(2)),
         ValueError,

@@ -38,7 +38,13 @@ Layouts, as in :mod:`skbn._kernels.cpu`:
 import numpy as np
 from numba import njit, prange
 
-from .cpu import _JIT, _serial_twin, _task_range
+from .cpu import (
+    _JIT,
+    _serial_twin,
+    _task_range,
+    rows_moments_serial,
+    segments_moments_serial,
+)
 
 
 @njit(**_JIT)
@@ -48,6 +54,43 @@ def sum_tasks(part):
     for t in range(part.shape[0]):
         out += part[t]
     return out
+
+
+@njit(parallel=True, **_JIT)
+def chunked_moments(x, chunk, seg_len, transpose):
+    """Per-feature moments of ``x`` (1, c, inner) for very many features.
+
+    The statistics of the per-sample norms are per sample and group: the
+    features of this view are the rows of the batch, up to millions, too
+    many for the per-task arrays of :func:`skbn._moments.moments`.  So its
+    kernels run here on ``chunk`` features at a time, in parallel, each
+    feature reduced whole by one call: :func:`~skbn._kernels.cpu.
+    segments_moments` for long rows, and for short rows
+    :func:`~skbn._kernels.cpu.rows_moments` on the chunk transposed in cache
+    (its loop over features vectorizes, where the segment loop would be a
+    handful of values long).  The chunks depend on the shape only.
+    """
+    _, c, inner = x.shape
+    n_chunks = (c + chunk - 1) // chunk
+    flat = x.reshape(-1)
+    cnt = np.empty(c)
+    mean = np.empty(c)
+    m2 = np.empty(c)
+    for k in prange(n_chunks):
+        f0 = k * chunk
+        f1 = min(c, f0 + chunk)
+        # A slice of the flat array keeps Numba's C-contiguous type (a 3-D
+        # slice would not, and its loops would not vectorize).
+        part = flat[f0 * inner : f1 * inner].reshape(1, f1 - f0, inner)
+        if transpose:
+            t = np.ascontiguousarray(part[0].T)
+            a, b, q = rows_moments_serial(t, inner, 1)
+        else:
+            a, b, q = segments_moments_serial(part, seg_len, 1)
+        cnt[f0:f1] = a
+        mean[f0:f1] = b
+        m2[f0:f1] = q
+    return cnt, mean, m2
 
 
 # -- batch norm: rows (n, d) -----------------------------------------------------
@@ -211,12 +254,13 @@ def groups_grad_sums(x, dy, mean, inv_std, gamma, n_tasks):
     db_part = np.zeros((n_tasks, G, Cg))
     for t in prange(n_tasks):
         n0, n1 = _task_range(t, n_tasks, N)
-        sx = np.empty((G, Cg))  # this sample's sum(dy * (x - mean)) per channel
+        dg = dg_part[t]
+        db = db_part[t]
         for n in range(n0, n1):
-            sx[:] = 0.0
             for s1 in range(S1):
                 for g in range(G):
                     m = mean[n, g]
+                    rs = inv_std[n, g]
                     acc_a = 0.0
                     acc_b = 0.0
                     if S2 == 1:
@@ -226,8 +270,8 @@ def groups_grad_sums(x, dy, mean, inv_std, gamma, n_tasks):
                             gv = v * gamma[g, ch]
                             acc_a += gv
                             acc_b += gv * xc
-                            sx[g, ch] += v * xc
-                            db_part[t, g, ch] += v
+                            dg[g, ch] += v * xc * rs
+                            db[g, ch] += v
                     else:
                         for ch in range(Cg):
                             sv = 0.0
@@ -238,14 +282,10 @@ def groups_grad_sums(x, dy, mean, inv_std, gamma, n_tasks):
                                 sq += v * (x[n, s1, g, ch, s] - m)
                             acc_a += sv * gamma[g, ch]
                             acc_b += sq * gamma[g, ch]
-                            sx[g, ch] += sq
-                            db_part[t, g, ch] += sv
+                            dg[g, ch] += sq * rs
+                            db[g, ch] += sv
                     a[n, g] += acc_a
                     b[n, g] += acc_b
-            for g in range(G):
-                rs = inv_std[n, g]
-                for ch in range(Cg):
-                    dg_part[t, g, ch] += sx[g, ch] * rs
     return a, b, sum_tasks(dg_part), sum_tasks(db_part)
 
 
@@ -277,6 +317,7 @@ def groups_grad_dx(x, dy, mean, inv_std, gamma, p, q, out):
                         )
 
 
+chunked_moments_serial = _serial_twin(chunked_moments, "chunked_moments_serial")
 rows_grad_sums_serial = _serial_twin(rows_grad_sums, "rows_grad_sums_serial")
 rows_grad_dx_serial = _serial_twin(rows_grad_dx, "rows_grad_dx_serial")
 segments_grad_sums_serial = _serial_twin(
