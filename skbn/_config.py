@@ -26,6 +26,9 @@ MIN_BLOCK_ROWS = 4
 # Segment layout (outer, channels, inner): each contiguous run of one channel
 # is cut into pieces of at most this many elements.
 SEGMENT_LEN = 8192
+# With a single outer index and at least this many channels, each channel is
+# reduced by one thread on its own (enough channels to keep the threads busy).
+MIN_CHANNELS_PER_ROW = 64
 
 # Work is split into a number of tasks that depends on the data's shape only,
 # never on the thread count, so that the merge order, and therefore every bit
@@ -58,3 +61,45 @@ CUDA_MIN_BLOCK_ELEMENTS = 1 << 14
 # Segment layout: a contiguous run of one channel is cut into pieces of at
 # most this many elements, so that few, long runs still spread over blocks.
 CUDA_SEGMENT_LEN = 1 << 16
+
+# -- Numba threading layer -------------------------------------------------------
+# skbn's estimators may be called from several Python threads at once
+# (ThreadPoolExecutor, joblib's threading backend, a web server), each launching
+# parallel kernels.  Numba's ``workqueue`` layer aborts the process on such
+# concurrent launches; ``tbb`` and ``omp`` are thread-safe.  Unless the user
+# chose a layer (NUMBA_THREADING_LAYER), skbn asks Numba for a thread-safe one
+# when one can be loaded, and otherwise runs the serial twin of every kernel
+# (MIN_PARALLEL_ELEMENTS below), which is slower on large inputs but never
+# crashes.  Install ``tbb`` (``pip install tbb``) or an OpenMP runtime to get
+# threaded kernels in that case.  The choice is made before the first parallel
+# kernel runs and has no effect when Numba has already started its threads.
+# Process pools (joblib's default ``loky`` backend, GridSearchCV(n_jobs=k))
+# need nothing: loky sets NUMBA_NUM_THREADS in each worker to cpu_count // k,
+# so the workers do not oversubscribe the machine.
+THREADSAFE_LAYER = None
+
+
+def _choose_threading_layer():
+    import importlib
+    import os
+
+    import numba
+
+    if os.environ.get("NUMBA_THREADING_LAYER") or numba.config.THREADING_LAYER not in (
+        "default",
+        "",
+    ):
+        return numba.config.THREADING_LAYER
+    for layer in ("tbb", "omp"):
+        try:
+            importlib.import_module(f"numba.np.ufunc.{layer}pool")
+        except Exception:  # missing or incompatible runtime library
+            continue
+        numba.config.THREADING_LAYER = "threadsafe"
+        return layer
+    return None
+
+
+THREADSAFE_LAYER = _choose_threading_layer()
+if THREADSAFE_LAYER in (None, "workqueue"):
+    MIN_PARALLEL_ELEMENTS = 1 << 62  # serial kernels only: see above

@@ -75,6 +75,11 @@ def _dense_moments(x3):
     outer, d, inner = x3.shape
     if inner > 1:
         seg = _config.SEGMENT_LEN
+        if outer == 1 and d >= _config.MIN_CHANNELS_PER_ROW:
+            # One channel per thread: no (tasks x channels) table, which for
+            # per-sample statistics (a channel per sample) would be huge.
+            kernel = _pick(cpu.channels_moments, cpu.channels_moments_serial, x3.size)
+            return kernel(x3.reshape(d, inner), seg)
         units = outer * d * ((inner + seg - 1) // seg)
         kernel = _pick(cpu.segments_moments, cpu.segments_moments_serial, x3.size)
         return kernel(x3, seg, _n_tasks(x3.size, units))

@@ -13,6 +13,7 @@ TINY_BLOCKS = {
     "MIN_TASK_ELEMENTS": 1,
     "MAX_TASKS": 5,
     "FOLD_MIN_WIDTH": 8,
+    "MIN_CHANNELS_PER_ROW": 2,
     "MIN_PARALLEL_ELEMENTS": 1,  # the threaded kernels, not their serial twins
 }
 

@@ -239,6 +239,28 @@ def test_segments_moments(rng, kernel, shape, dtype):
             assert_moments_match(got, ref, magnitude(x))
 
 
+@pytest.mark.parametrize("kernel", twins("channels_moments"))
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (5, 1), (7, 13), (3, 40)], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_channels_moments(rng, kernel, shape, dtype):
+    x = make_data(rng, shape, dtype)
+    ref = naive.moments(x, axis=0)
+    for seg_len in (1, 3, 8192):
+        assert_moments_match(kernel(x, seg_len), ref, magnitude(x))
+    # A constant row far from zero: mean exact, M2 exactly 0, over many runs.
+    x[0] = dtype(1e3 + 0.1)
+    count, mean, m2 = kernel(x, 2)
+    assert mean[0] == x[0, 0] and m2[0] == 0.0
+
+
+@pytest.mark.parametrize("kernel", twins("channels_moments"))
+def test_channels_moments_nan_propagates(rng, kernel):
+    x = make_data(rng, (4, 6), np.float64)
+    x[2, 5] = np.nan
+    count, mean, m2 = kernel(x, 4)
+    assert np.isnan(mean[2]) and np.isfinite(mean[[0, 1, 3]]).all()
+
+
 @pytest.mark.parametrize("kernel", twins("segments_moments"))
 def test_segments_moments_nan_propagates(rng, kernel):
     x = make_data(rng, (3, 4, 6), np.float64)

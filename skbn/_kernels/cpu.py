@@ -225,6 +225,56 @@ def rows_moments_masked(x, w, block, n_tasks):
     return merge_task_moments(cnt, mean, m2)
 
 
+@njit(inline="always", **_JIT)
+def _run_moments(v, k0):
+    """Moments ``(n, mean, M2)`` of the contiguous run ``v``, shifted by ``k0``.
+
+    One pass of shifted sums, redone two-pass from the mean when the shift
+    would cost accuracy, exactly as in :func:`rows_moments`; NaN propagates.
+    """
+    n = v.shape[0]
+    s = 0.0
+    q = 0.0
+    for i in range(n):
+        dv = v[i] - k0
+        s += dv
+        q += dv * dv
+    nb = float(n)
+    c = s * s / nb
+    mean = k0 + s / nb
+    if c > 0.5 * q:
+        q = 0.0
+        for i in range(n):
+            dv = v[i] - mean
+            q += dv * dv
+        return nb, mean, q
+    return nb, mean, q - c
+
+
+@njit(parallel=True, **_JIT)
+def channels_moments(x, seg_len):
+    """Per-row moments of ``x`` (c, inner): the segments layout with
+    ``outer == 1`` and many channels (per-sample statistics, Fortran-ordered
+    columns).  Each channel is one thread's work, merged over its runs in
+    order, so no per-task table of all channels is needed."""
+    c, inner = x.shape
+    cnt = np.zeros(c)
+    mean = np.zeros(c)
+    m2 = np.zeros(c)
+    for ch in prange(c):
+        na = 0.0
+        ma = 0.0
+        qa = 0.0
+        for i0 in range(0, inner, seg_len):
+            run = x[ch, i0 : min(inner, i0 + seg_len)]
+            nb, bm, q = _run_moments(run, ma if na > 0.0 else run[0])
+            na, ma, qa = chan_merge(na, ma, qa, nb, bm, q)
+        cnt[ch] = na
+        mean[ch] = ma
+        m2[ch] = qa
+    return cnt, mean, m2
+
+
 @njit(parallel=True, **_JIT)
 def segments_moments(x, seg_len, n_tasks):
     """Per-channel moments of ``x`` (outer, c, inner); NaN propagates."""
@@ -243,17 +293,8 @@ def segments_moments(x, seg_len, n_tasks):
             o = oc // c
             i0 = k * seg_len
             i1 = min(inner, i0 + seg_len)
-            # Shifted so that a constant channel's mean is exact (see masked).
             k0 = mean[t, ch] if cnt[t, ch] > 0.0 else x[o, ch, i0]
-            s = 0.0
-            for i in range(i0, i1):
-                s += x[o, ch, i] - k0
-            nb = float(i1 - i0)
-            bm = k0 + s / nb
-            q = 0.0
-            for i in range(i0, i1):
-                dv = x[o, ch, i] - bm
-                q += dv * dv
+            nb, bm, q = _run_moments(x[o, ch, i0:i1], k0)
             cnt[t, ch], mean[t, ch], m2[t, ch] = chan_merge(
                 cnt[t, ch], mean[t, ch], m2[t, ch], nb, bm, q
             )
@@ -420,6 +461,7 @@ rows_moments_masked_serial = _serial_twin(
     rows_moments_masked, "rows_moments_masked_serial"
 )
 segments_moments_serial = _serial_twin(segments_moments, "segments_moments_serial")
+channels_moments_serial = _serial_twin(channels_moments, "channels_moments_serial")
 segments_moments_masked_serial = _serial_twin(
     segments_moments_masked, "segments_moments_masked_serial"
 )
