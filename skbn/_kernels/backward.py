@@ -43,6 +43,7 @@ from .cpu import (
     _serial_twin,
     _task_range,
     rows_moments_serial,
+    segment_unit,
     segments_moments_serial,
 )
 
@@ -165,12 +166,7 @@ def segments_grad_sums(x, dy, mean, seg_len, n_tasks):
     for t in prange(n_tasks):
         u0, u1 = _task_range(t, n_tasks, n_units)
         for u in range(u0, u1):
-            k = u % k_per
-            oc = u // k_per
-            ch = oc % c
-            o = oc // c
-            i0 = k * seg_len
-            i1 = min(inner, i0 + seg_len)
+            o, ch, i0, i1 = segment_unit(u, k_per, c, seg_len, inner)
             m = mean[ch]
             s = 0.0
             q = 0.0

@@ -94,6 +94,18 @@ def _first_value(v):
 
 
 @njit(inline="always", **_JIT)
+def segment_unit(u, k_per, c, seg_len, inner):
+    """Unit ``u`` of the segments layout: ``(o, channel, i0, i1)``.
+
+    Units run in memory order, ``k_per`` pieces of at most ``seg_len`` per
+    ``(o, channel)`` run of length ``inner``.
+    """
+    k = u % k_per
+    oc = u // k_per
+    return oc // c, oc % c, k * seg_len, min(inner, (k + 1) * seg_len)
+
+
+@njit(inline="always", **_JIT)
 def _task_range(t, n_tasks, n_units):
     return t * n_units // n_tasks, (t + 1) * n_units // n_tasks
 
@@ -287,12 +299,7 @@ def segments_moments(x, seg_len, n_tasks):
     for t in prange(n_tasks):
         u0, u1 = _task_range(t, n_tasks, n_units)
         for u in range(u0, u1):
-            k = u % k_per
-            oc = u // k_per
-            ch = oc % c
-            o = oc // c
-            i0 = k * seg_len
-            i1 = min(inner, i0 + seg_len)
+            o, ch, i0, i1 = segment_unit(u, k_per, c, seg_len, inner)
             k0 = mean[t, ch] if cnt[t, ch] > 0.0 else x[o, ch, i0]
             nb, bm, q = _run_moments(x[o, ch, i0:i1], k0)
             cnt[t, ch], mean[t, ch], m2[t, ch] = chan_merge(
@@ -316,12 +323,7 @@ def segments_moments_masked(x, w, seg_len, n_tasks):
     for t in prange(n_tasks):
         u0, u1 = _task_range(t, n_tasks, n_units)
         for u in range(u0, u1):
-            k = u % k_per
-            oc = u // k_per
-            ch = oc % c
-            o = oc // c
-            i0 = k * seg_len
-            i1 = min(inner, i0 + seg_len)
+            o, ch, i0, i1 = segment_unit(u, k_per, c, seg_len, inner)
             seg = x[o, ch, i0:i1]
             k0 = mean[t, ch] if cnt[t, ch] > 0.0 else _first_value(seg)
             s = 0.0
