@@ -212,7 +212,13 @@ def _read(path):
         data = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+    except (
+        ValueError,
+        OSError,
+        EOFError,
+        zipfile.BadZipFile,
+        NotImplementedError,  # zipfile: "zip file version 20.4" (fuzzing)
+    ) as exc:
         raise ValueError(f"{not_state}: {exc}") from None
     if not isinstance(data, np.lib.npyio.NpzFile):
         raise ValueError(f"{not_state}: it holds a single array, not an archive.")
@@ -221,10 +227,18 @@ def _read(path):
             if _META not in data.files:
                 raise ValueError("it has no 'meta' member.")
             raw = data[_META]
-            if raw.dtype != np.uint8 or raw.ndim != 1:
+            # A member without the .npy header comes back as bytes.
+            if (
+                not isinstance(raw, np.ndarray)
+                or raw.dtype != np.uint8
+                or raw.ndim != 1
+            ):
                 raise ValueError("its 'meta' member is not JSON text.")
             meta = json.loads(raw.tobytes().decode("utf-8"))
             arrays = {k: data[k] for k in data.files if k != _META}
+            for k, v in arrays.items():
+                if not isinstance(v, np.ndarray):
+                    raise ValueError(f"its member {k!r} is not an .npy array.")
     except (
         ValueError,
         KeyError,
@@ -232,6 +246,10 @@ def _read(path):
         EOFError,
         zipfile.BadZipFile,
         zlib.error,
+        # A mutated member header: an unknown compression method, or the
+        # "encrypted" flag (zipfile raises these two; found by fuzzing).
+        NotImplementedError,
+        RuntimeError,
     ) as exc:
         raise ValueError(f"{not_state}: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:

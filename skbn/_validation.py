@@ -10,7 +10,11 @@ inputs.
 
 import functools
 import math
+import threading
+import weakref
+from collections.abc import Callable
 from math import prod
+from typing import Any, TypeVar
 
 import numpy as np
 from sklearn.utils.validation import (
@@ -216,22 +220,48 @@ def feature_vector(value, n_features, name):
     return arr
 
 
-def atomic(method):
+# One reentrant lock per estimator, kept outside the estimator: it is no
+# attribute, so it is invisible to get_params, clone, pickle and deepcopy, and
+# a copy or an unpickled estimator gets a lock of its own.
+_LOCKS = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_of(est):
+    lock = _LOCKS.get(est)
+    if lock is None:
+        with _LOCKS_GUARD:
+            lock = _LOCKS.setdefault(est, threading.RLock())
+    return lock
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def atomic(method: _Method) -> _Method:
     """Run ``method`` so that an exception leaves the estimator as it was.
 
     Every attribute is restored, including any that the method created or
     replaced before it raised.  skbn never modifies a fitted array in place,
     so a shallow copy of ``__dict__`` is a complete snapshot.
+
+    Each call is also atomic with respect to other threads: it holds the
+    estimator's own reentrant lock, so concurrent ``partial_fit`` calls on one
+    estimator are applied one after the other (none is lost; their order is
+    the order in which they acquire the lock), and ``transform`` never reads
+    statistics that a concurrent fit has half-updated.  Calls on different
+    estimators run in parallel.
     """
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        saved = self.__dict__.copy()
-        try:
-            return method(self, *args, **kwargs)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
+        with _lock_of(self):
+            saved = self.__dict__.copy()
+            try:
+                return method(self, *args, **kwargs)
+            except BaseException:
+                self.__dict__.clear()
+                self.__dict__.update(saved)
+                raise
 
     return wrapper

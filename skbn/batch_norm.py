@@ -1,8 +1,10 @@
 """``BatchNormalizer``: batch normalization as a scikit-learn transformer."""
 
 from numbers import Integral, Real
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils._set_output import _wrap_data_with_container
@@ -159,7 +161,7 @@ class BatchNormalizer(
     dtype('float32')
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: dict[str, list[Any]] = {
         "momentum": [Interval(Real, 0, 1, closed="both"), None],
         "eps": [Interval(Real, 0, None, closed="neither")],
         "axis": [Integral, tuple],
@@ -181,20 +183,20 @@ class BatchNormalizer(
     def __init__(
         self,
         *,
-        momentum=0.9,
-        eps=1e-5,
-        axis=-1,
-        center=True,
-        scale=True,
-        gamma=1.0,
-        beta=0.0,
-        copy=True,
-        device="auto",
-        track_batch_stats=False,
-        max_batch_stats=1000,
-        renorm=None,
-        virtual_batch_size=None,
-    ):
+        momentum: float | None = 0.9,
+        eps: float = 1e-5,
+        axis: int | tuple[int, ...] = -1,
+        center: bool = True,
+        scale: bool = True,
+        gamma: float | ArrayLike = 1.0,
+        beta: float | ArrayLike = 0.0,
+        copy: bool = True,
+        device: str = "auto",
+        track_batch_stats: bool = False,
+        max_batch_stats: int = 1000,
+        renorm: tuple[float, float] | None = None,
+        virtual_batch_size: int | None = None,
+    ) -> None:
         self.momentum = momentum
         self.eps = eps
         self.axis = axis
@@ -211,7 +213,7 @@ class BatchNormalizer(
 
     # -- parameters -----------------------------------------------------------
 
-    def _check_params(self):
+    def _check_params(self) -> None:
         """Validate the parameters, once per distinct setting.
 
         Full validation costs ~30 µs, as much as normalizing a small batch, so
@@ -237,7 +239,7 @@ class BatchNormalizer(
         _dispatch.check_device(self.device)
         self._checked_params = key
 
-    def _reset(self):
+    def _reset(self) -> None:
         for name in (
             "running_mean_",
             "running_var_",
@@ -254,7 +256,9 @@ class BatchNormalizer(
     # -- fitting ----------------------------------------------------------------
 
     @atomic
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(
+        self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None
+    ) -> "BatchNormalizer":
         """Forget all statistics, then take the exact statistics of ``X``.
 
         Parameters
@@ -270,12 +274,23 @@ class BatchNormalizer(
         -------
         self : BatchNormalizer
             The fitted estimator.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skbn import BatchNormalizer
+        >>> X = np.array([[1.0, 10.0], [3.0, 30.0]])
+        >>> bn = BatchNormalizer().fit(X)
+        >>> bn.running_mean_, bn.running_var_
+        (array([ 2., 20.]), array([  1., 100.]))
         """
         self._reset()
         return self.partial_fit(X, y, sample_weight=sample_weight)
 
     @atomic
-    def fit_transform(self, X, y=None, sample_weight=None):
+    def fit_transform(
+        self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None
+    ) -> Any:
         """Fit to ``X``, then normalize it with the statistics just fitted.
 
         The same result as ``fit(X).transform(X)``, with the input checked
@@ -294,6 +309,15 @@ class BatchNormalizer(
         -------
         X_out : ndarray of the shape and float dtype of ``X``
             Normalized data, in the container chosen with ``set_output``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skbn import BatchNormalizer
+        >>> X = np.array([[1.0, 10.0], [3.0, 30.0]])
+        >>> np.round(BatchNormalizer().fit_transform(X), 3)
+        array([[-1., -1.],
+               [ 1.,  1.]])
         """
         if _dask.is_dask(X) or _dispatch.on_cuda(self.device, X):
             # The lazy (dask) and device (CUDA) paths keep their own transform.
@@ -303,7 +327,9 @@ class BatchNormalizer(
         return self._apply(layout, self.running_mean_, self.running_var_, out=None)
 
     @atomic
-    def partial_fit(self, X, y=None, sample_weight=None):
+    def partial_fit(
+        self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None
+    ) -> "BatchNormalizer":
         """Update the running statistics with one mini-batch.
 
         The first batch initializes them (no zero-initialization bias); later
@@ -322,11 +348,25 @@ class BatchNormalizer(
         -------
         self : BatchNormalizer
             The updated estimator.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skbn import BatchNormalizer
+        >>> bn = BatchNormalizer(momentum=0.9)
+        >>> bn = bn.partial_fit(np.full((4, 2), 1.0))  # the first batch sets them
+        >>> bn = bn.partial_fit(np.full((4, 2), 21.0))
+        >>> bn.running_mean_  # 0.9 * 1 + 0.1 * 21
+        array([3., 3.])
+        >>> bn.n_batches_seen_, bn.n_samples_seen_
+        (2, 8)
         """
         self._update(X, sample_weight)
         return self
 
-    def _update(self, X, sample_weight, normalize=False):
+    def _update(
+        self, X: Any, sample_weight: Any, normalize: bool = False
+    ) -> tuple[Any, Any]:
         """Fold the batch ``X`` into the running statistics.
 
         Returns the layout of ``X`` and the batch moments, for the training
@@ -386,7 +426,9 @@ class BatchNormalizer(
         return layout, batch
 
     @atomic
-    def partial_fit_transform(self, X, y=None, sample_weight=None):
+    def partial_fit_transform(
+        self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None
+    ) -> Any:
         """Training mode: update the running statistics and normalize the batch.
 
         The batch is normalized by its own (weighted) mean and variance, as a
@@ -407,6 +449,20 @@ class BatchNormalizer(
         X_out : ndarray of the shape and float dtype of ``X``
             The batch normalized by its own statistics, in the container
             chosen with ``set_output``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skbn import BatchNormalizer
+        >>> bn = BatchNormalizer(momentum=0.9)
+        >>> np.round(bn.partial_fit_transform(np.array([[0.0], [2.0]])), 3)
+        array([[-1.],
+               [ 1.]])
+        >>> np.round(bn.partial_fit_transform(np.array([[10.0], [12.0]])), 3)
+        array([[-1.],
+               [ 1.]])
+        >>> bn.running_mean_  # 0.9 * 1 + 0.1 * 11
+        array([2.])
         """
         X_in = X
         # The running statistics before this batch, for Batch Renormalization
@@ -425,7 +481,7 @@ class BatchNormalizer(
             y_out = self._apply(layout, batch.mean, batch.var, out=None)
         return _wrap_data_with_container("transform", y_out, X_in, self)
 
-    def _train_normalize(self, layout, sample_weight, prior):
+    def _train_normalize(self, layout: Any, sample_weight: Any, prior: Any) -> Any:
         """Training mode with ``renorm`` or ``virtual_batch_size``, through
         the routines of :mod:`skbn.functional`."""
         if isinstance(layout, _dask.DaskLayout):
@@ -453,12 +509,12 @@ class BatchNormalizer(
 
     # -- applying -----------------------------------------------------------------
 
-    def _coefficients(self, var):
+    def _coefficients(self, var: np.ndarray) -> Any:
         return cpu.coefficients(
             var, self.gamma_, self.beta_, float(self.eps), self.scale, self.center
         )
 
-    def _apply(self, layout, mean, var, out):
+    def _apply(self, layout: Any, mean: np.ndarray, var: np.ndarray, out: Any) -> Any:
         scale, offset = self._coefficients(var)
         if isinstance(layout, _dask.DaskLayout):
             return _dask.affine(layout, mean, scale, offset)
@@ -469,7 +525,7 @@ class BatchNormalizer(
             layout, mean, scale, offset, out, getattr(self, "feature_names_in_", None)
         )
 
-    def _prepare(self, X, copy):
+    def _prepare(self, X: Any, copy: bool | None) -> Any:
         # check_is_fitted(self) scans every attribute (~5 µs a call); the
         # running mean exists exactly when the estimator is fitted.
         check_is_fitted(self, "running_mean_")
@@ -485,7 +541,7 @@ class BatchNormalizer(
         return layout, (layout.x3 if in_place else None)
 
     @atomic
-    def transform(self, X, copy=None):
+    def transform(self, X: ArrayLike, copy: bool | None = None) -> Any:
         """Normalize ``X`` with the running statistics (inference mode).
 
         ``gamma_ * (X - running_mean_) / sqrt(running_var_ + eps) + beta_``,
@@ -502,6 +558,15 @@ class BatchNormalizer(
         -------
         X_out : ndarray of the shape and float dtype of ``X``
             Normalized data (a lazy dask array for dask input).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skbn import BatchNormalizer
+        >>> bn = BatchNormalizer().fit(np.array([[0.0], [2.0]]))  # mean 1, var 1
+        >>> np.round(bn.transform(np.array([[1.0], [3.0]])), 3)
+        array([[0.],
+               [2.]])
         """
         if _dask.is_dask(X):
             return _dask.transform(self, X)
@@ -509,7 +574,7 @@ class BatchNormalizer(
         return self._apply(layout, self.running_mean_, self.running_var_, out)
 
     @atomic
-    def inverse_transform(self, X, copy=None):
+    def inverse_transform(self, X: ArrayLike, copy: bool | None = None) -> Any:
         """Undo :meth:`transform` (up to rounding).
 
         Parameters
@@ -523,6 +588,15 @@ class BatchNormalizer(
         -------
         X_original : ndarray of the shape and float dtype of ``X``
             Data in the original units.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skbn import BatchNormalizer
+        >>> X = np.array([[1.0, 10.0], [3.0, 30.0]])
+        >>> bn = BatchNormalizer().fit(X)
+        >>> np.allclose(bn.inverse_transform(bn.transform(X)), X)
+        True
         """
         layout, out = self._prepare(X, copy)
         scale, offset = self._coefficients(self.running_var_)
@@ -533,7 +607,8 @@ class BatchNormalizer(
                 f"{', '.join(map(str, zero[:5]))})."
             )
         cuda = isinstance(layout, _dispatch.CudaLayout)
-        return (_dispatch.affine if cuda else _moments.affine)(
+        affine: Any = _dispatch.affine if cuda else _moments.affine
+        return affine(
             layout,
             offset,
             1.0 / scale,
@@ -543,8 +618,21 @@ class BatchNormalizer(
         )
 
     @property
-    def batch_stats_(self):
-        """Statistics of the latest batches (``track_batch_stats=True``)."""
+    def batch_stats_(self) -> Any:
+        """Statistics of the latest batches (``track_batch_stats=True``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skbn import BatchNormalizer
+        >>> bn = BatchNormalizer(momentum=0.5, track_batch_stats=True)
+        >>> for shift in (0.0, 2.0, 4.0):
+        ...     bn = bn.partial_fit(np.array([[shift], [shift + 2.0]]))
+        >>> bn.batch_stats_.mean.ravel()
+        array([1., 3., 5.])
+        >>> bn.batch_stats_.running_mean.ravel()
+        array([1. , 2. , 3.5])
+        """
         if not hasattr(self, "_batch_stats"):
             raise AttributeError(
                 "batch_stats_ is kept only with track_batch_stats=True, from the "
@@ -553,7 +641,7 @@ class BatchNormalizer(
         history = self._batch_stats[-self.max_batch_stats :]
         return _monitor.stack(history, self.n_features_in_)
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]

@@ -8,7 +8,8 @@ points ``func`` at the function that runs it, so ``bench``, ``fit`` and
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn.datasets import load_digits
@@ -43,7 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     0
     """
     args = _build_parser().parse_args(argv)
-    return args.func(args)
+    status: int = args.func(args)
+    return status
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -84,7 +86,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _add_demo(subparsers) -> None:
+def _add_demo(subparsers: Any) -> None:
     demo = subparsers.add_parser(
         "demo",
         help="stream digits through BatchNormalizer, then time it against peers",
@@ -211,7 +213,7 @@ def _shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def _add_bench(subparsers) -> None:
+def _add_bench(subparsers: Any) -> None:
     bench = subparsers.add_parser(
         "bench",
         help="time skbn against its peers and the memory bound",
@@ -255,7 +257,8 @@ def _run_bench(args: argparse.Namespace) -> int:
         print(f"skbn bench: unknown operation(s) {', '.join(unknown)}", file=sys.stderr)
         return 2
     if args.threads:
-        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+        limit = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined, unused-ignore]
+        numba.set_num_threads(min(args.threads, limit))
     threads = numba.get_num_threads()
     for shape in args.shape or [(1_000_000, 64)]:
         X = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
@@ -322,7 +325,7 @@ def _add_streaming_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_fit(subparsers) -> None:
+def _add_fit(subparsers: Any) -> None:
     fit = subparsers.add_parser(
         "fit",
         help="fit BatchNormalizer on a .npy file, batch by batch",
@@ -355,7 +358,7 @@ def _add_fit(subparsers) -> None:
     fit.set_defaults(func=_run_fit)
 
 
-def _add_transform(subparsers) -> None:
+def _add_transform(subparsers: Any) -> None:
     transform = subparsers.add_parser(
         "transform",
         help="normalize a .npy file with a saved state, batch by batch",
@@ -400,7 +403,7 @@ class _NoProgress:
         pass
 
 
-def _progress(total: int, desc: str, quiet: bool):
+def _progress(total: int, desc: str, quiet: bool) -> Any:
     """A progress bar over ``total`` rows on a terminal, else nothing."""
     if quiet or not sys.stderr.isatty():
         return _NoProgress()
@@ -441,7 +444,13 @@ def _check_rows_are_samples(reader: _npy.NpyReader, axes: tuple[int, ...]) -> No
         )
 
 
-def _stream(reader, batch_size, desc, quiet, step):
+def _stream(
+    reader: _npy.NpyReader,
+    batch_size: int | None,
+    desc: str,
+    quiet: bool,
+    step: Callable[[int, np.ndarray], object],
+) -> None:
     bar = _progress(reader.shape[0], desc, quiet)
     try:
         for start, stop in reader.windows(batch_size):

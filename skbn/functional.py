@@ -45,9 +45,10 @@ Examples
 
 import math
 from numbers import Integral, Real
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _config, _moments
 from ._kernels import backward as kb
@@ -71,7 +72,7 @@ __all__ = [
 # -- validation --
 
 
-def _as_float_array(x, name):
+def _as_float_array(x: Any, name: str) -> np.ndarray:
     """``x`` as a C-contiguous float32/float64 ndarray, at least 2-D, not empty."""
     arr = np.asarray(x)
     kind = arr.dtype.kind
@@ -94,7 +95,7 @@ def _as_float_array(x, name):
     return np.ascontiguousarray(arr)
 
 
-def _as_grad(dy, shape, dtype):
+def _as_grad(dy: Any, shape: Any, dtype: Any) -> np.ndarray:
     """``dy`` as a C-contiguous array of the forward input's shape and dtype."""
     arr = np.asarray(dy)
     if arr.dtype.kind not in "biuf":
@@ -106,23 +107,23 @@ def _as_grad(dy, shape, dtype):
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
-def _check_eps(eps):
+def _check_eps(eps: Any) -> Any:
     if isinstance(eps, bool) or not isinstance(eps, Real):
         raise TypeError(f"eps must be a float > 0; got {eps!r}.")
-    if not (math.isfinite(eps) and eps > 0):
+    if not (math.isfinite(eps) and eps > 0):  # type: ignore[operator, unused-ignore]
         raise ValueError(f"eps must be a finite float > 0; got {eps!r}.")
     return float(eps)
 
 
-def _check_momentum(momentum):
+def _check_momentum(momentum: Any) -> Any:
     if isinstance(momentum, bool) or not isinstance(momentum, Real):
         raise TypeError(f"momentum must be a float in [0, 1]; got {momentum!r}.")
-    if not 0.0 <= momentum <= 1.0:
+    if not 0.0 <= momentum <= 1.0:  # type: ignore[operator, unused-ignore]
         raise ValueError(f"momentum must be in [0, 1]; got {momentum!r}.")
     return float(momentum)
 
 
-def _check_renorm(renorm):
+def _check_renorm(renorm: Any) -> Any:
     """Validate ``renorm=(r_max, d_max)``; return it as floats, or None.
 
     Parameters
@@ -150,7 +151,7 @@ def _check_renorm(renorm):
     return float(r_max), float(d_max)
 
 
-def _check_virtual_batch_size(vbs, n_samples):
+def _check_virtual_batch_size(vbs: Any, n_samples: Any) -> Any:
     if vbs is None:
         return None
     if isinstance(vbs, bool) or not isinstance(vbs, Integral):
@@ -163,7 +164,7 @@ def _check_virtual_batch_size(vbs, n_samples):
     return int(vbs)
 
 
-def _param(value, n, name):
+def _param(value: Any, n: Any, name: Any) -> Any:
     """A ``gamma``/``beta`` argument as a float64 vector of ``n`` values (or None)."""
     if value is None:
         return None
@@ -172,7 +173,9 @@ def _param(value, n, name):
     return feature_vector(value, n, name)
 
 
-def _running(running_mean, running_var, d):
+def _running(
+    running_mean: Any, running_var: Any, d: Any
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Validate running statistics that are updated in place; float64 copies."""
     given = (running_mean is not None, running_var is not None)
     if given == (False, False):
@@ -198,10 +201,10 @@ def _running(running_mean, running_var, d):
         out.append(vec)
     if (out[1] < 0).any():
         raise ValueError("running_var must be non-negative.")
-    return tuple(out)
+    return out[0], out[1]
 
 
-def _reject_missing(count, expected, name="x"):
+def _reject_missing(count: Any, expected: Any, name: Any = "x") -> Any:
     """The training path needs every value: a NaN would break the backward pass."""
     bad = np.flatnonzero(count != expected)
     if bad.size:
@@ -211,7 +214,7 @@ def _reject_missing(count, expected, name="x"):
         )
 
 
-def _shaped(grad, shape, dtype):
+def _shaped(grad: Any, shape: Any, dtype: Any) -> Any:
     """A per-feature gradient in the shape of its parameter (a scalar sums)."""
     if shape is None:
         return None
@@ -220,7 +223,7 @@ def _shaped(grad, shape, dtype):
     return grad.astype(dtype).reshape(shape)
 
 
-def _check_cache(cache, cls, caller, kinds=None):
+def _check_cache(cache: Any, cls: Any, caller: Any, kinds: Any = None) -> Any:
     if not isinstance(cache, cls) or (kinds is not None and cache.kind not in kinds):
         made_by = kinds[0] if kinds else "batch_norm"
         raise TypeError(
@@ -233,7 +236,7 @@ def _check_cache(cache, cls, caller, kinds=None):
 # -- batch norm: the pieces that BatchNormalizer shares --
 
 
-def _spans(n_outer, n_samples, virtual_batch_size):
+def _spans(n_outer: Any, n_samples: Any, virtual_batch_size: Any) -> Any:
     """Ranges of the kernel view's outer axis that hold each (ghost) batch.
 
     Axis 0 of the input is the slowest part of ``outer`` (the layout is never
@@ -246,7 +249,9 @@ def _spans(n_outer, n_samples, virtual_batch_size):
     return [(o, o + step) for o in range(0, n_outer, step)]
 
 
-def _span_moments(x3, spans, sample_weight=None, feature_names=None):
+def _span_moments(
+    x3: Any, spans: Any, sample_weight: Any = None, feature_names: Any = None
+) -> Any:
     """Moments of each span of ``x3``, stacked into ``(n_spans, d)`` arrays."""
     parts = []
     rest = x3.shape[0] // (len(sample_weight) if sample_weight is not None else 1)
@@ -258,7 +263,9 @@ def _span_moments(x3, spans, sample_weight=None, feature_names=None):
     return Moments(*(np.stack(a) for a in zip(*parts, strict=True)))
 
 
-def _renorm_factors(mean, var, running_mean, running_var, eps, renorm):
+def _renorm_factors(
+    mean: Any, var: Any, running_mean: Any, running_var: Any, eps: Any, renorm: Any
+) -> Any:
     """Batch Renormalization's ``r`` and ``d`` (Ioffe 2017, Algorithm 1).
 
     ``r = clip(sigma_B / sigma, 1/r_max, r_max)`` and
@@ -273,7 +280,16 @@ def _renorm_factors(mean, var, running_mean, running_var, eps, renorm):
     return r, d
 
 
-def _normalize_spans(x3, spans, mean, inv_std, gamma, beta, r=None, d=None):
+def _normalize_spans(
+    x3: Any,
+    spans: Any,
+    mean: Any,
+    inv_std: Any,
+    gamma: Any,
+    beta: Any,
+    r: Any = None,
+    d: Any = None,
+) -> Any:
     """``gamma * ((x - mean) * inv_std * r + d) + beta`` per span, in one pass.
 
     Renormalized or not, it is one scale-and-shift per feature, so every span
@@ -291,17 +307,17 @@ def _normalize_spans(x3, spans, mean, inv_std, gamma, beta, r=None, d=None):
 
 
 def _train_normalize(
-    layout,
-    axes,
-    sample_weight,
-    gamma,
-    beta,
-    eps,
-    running,
-    renorm,
-    virtual_batch_size,
-    feature_names=None,
-):
+    layout: Any,
+    axes: Any,
+    sample_weight: Any,
+    gamma: Any,
+    beta: Any,
+    eps: Any,
+    running: tuple[np.ndarray, np.ndarray] | None,
+    renorm: Any,
+    virtual_batch_size: Any,
+    feature_names: Any = None,
+) -> Any:
     """Training-mode normalize of one validated batch, for ``BatchNormalizer``.
 
     The estimator keeps its own running statistics (with its sample counts,
@@ -352,11 +368,11 @@ def _train_normalize(
 # -- batch norm: backward wrappers --
 
 
-def _tile(k, *vectors):
+def _tile(k: Any, *vectors: Any) -> Any:
     return [np.tile(v, k) for v in vectors]
 
 
-def _grad_sums(x3, dy3, mean):
+def _grad_sums(x3: Any, dy3: Any, mean: Any) -> Any:
     """Per-feature ``sum(dy)`` and ``sum(dy * (x - mean))`` (float64)."""
     outer, d, inner = x3.shape
     size = x3.size
@@ -369,7 +385,7 @@ def _grad_sums(x3, dy3, mean):
         return kernel(x3, dy3, mean, seg, _moments._n_tasks(size, units))
     kernel = _moments._pick(kb.rows_grad_sums, kb.rows_grad_sums_serial, size)
 
-    def rows(x2, g2, m):
+    def rows(x2: Any, g2: Any, m: Any) -> Any:
         block = _moments._block_rows(x2.shape[1], x2.itemsize)
         n_blocks = (x2.shape[0] + block - 1) // block
         return kernel(x2, g2, m, block, _moments._n_tasks(x2.size, n_blocks))
@@ -394,7 +410,7 @@ def _grad_sums(x3, dy3, mean):
     return s, q
 
 
-def _grad_dx(x3, dy3, mean, a, b, c, out3):
+def _grad_dx(x3: Any, dy3: Any, mean: Any, a: Any, b: Any, c: Any, out3: Any) -> Any:
     """``dx = a * dy - b * (x - mean) - c`` per feature, into ``out3``."""
     outer, d, inner = x3.shape
     if inner > 1:
@@ -436,32 +452,32 @@ class BatchNormCache(NamedTuple):
     """What :func:`batch_norm_backward` needs; opaque to users."""
 
     layout: Layout
-    axes: tuple
-    spans: list
+    axes: tuple[int, ...]
+    spans: list[tuple[int, int]]
     mean: np.ndarray  # (n_spans, d) float64
     inv_std: np.ndarray  # (n_spans, d) float64
     gamma: np.ndarray | None  # (d,) float64
     r: np.ndarray | None  # (n_spans, d), renorm only
     d: np.ndarray | None
     training: bool
-    gamma_shape: tuple | None
-    beta_shape: tuple | None
+    gamma_shape: tuple[int, ...] | None
+    beta_shape: tuple[int, ...] | None
 
 
 def batch_norm_forward(
-    x,
-    gamma,
-    beta,
+    x: ArrayLike,
+    gamma: float | ArrayLike | None,
+    beta: float | ArrayLike | None,
     *,
     eps: float = 1e-5,
-    axis=-1,
+    axis: int | tuple[int, ...] = -1,
     running_mean: np.ndarray | None = None,
     running_var: np.ndarray | None = None,
     momentum: float = 0.9,
     training: bool = True,
-    renorm: tuple | None = None,
+    renorm: tuple[float, float] | None = None,
     virtual_batch_size: int | None = None,
-):
+) -> tuple[np.ndarray, "BatchNormCache"]:
     """Batch normalization, forward: ``gamma * (x - mean) / sqrt(var + eps) + beta``.
 
     In training mode ``mean`` and ``var`` are the statistics of this batch
@@ -573,9 +589,11 @@ def batch_norm_forward(
         mom = _span_moments(x3, spans)
         _reject_missing(mom.count, (spans[0][1] - spans[0][0]) * x3.shape[2])
         mean, var = mom.mean, mom.var
-        if renorm is not None:
+        if renorm is not None and running is not None:
             r, d = _renorm_factors(mean, var, *running, eps, renorm)
         if running is not None:
+            # _running checked that both are given.
+            assert running_mean is not None and running_var is not None
             batch = Moments(*cpu.merge_task_moments(*mom))
             # seen = 1 everywhere: the arrays already hold statistics, so the
             # update is always the momentum one.
@@ -602,7 +620,9 @@ def batch_norm_forward(
     return layout.restore(y3), cache
 
 
-def batch_norm_backward(dy, cache):
+def batch_norm_backward(
+    dy: ArrayLike, cache: "BatchNormCache"
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Batch normalization, backward pass.
 
     With ``xhat = (x - mean) / sqrt(var + eps)`` and ``N`` values per
@@ -689,18 +709,18 @@ _TRANSPOSE_BELOW = 128
 class _GroupNames:
     """Names of the (sample, group) statistics, for the infinity error."""
 
-    def __init__(self, n_groups, offset=0):
+    def __init__(self, n_groups: Any, offset: Any = 0) -> None:
         self.n_groups = n_groups
         self.offset = offset
 
-    def __getitem__(self, j):
+    def __getitem__(self, j: Any) -> Any:
         j += self.offset
         if self.n_groups == 1:
             return f"sample {j}"
         return f"sample {j // self.n_groups}, group {j % self.n_groups}"
 
 
-def _groups_moments(x5):
+def _groups_moments(x5: Any) -> Any:
     """Moments per (sample, group) of a ``(N, S1, G, Cg, S2)`` view, flat."""
     N, S1, G, Cg, S2 = x5.shape
     if S1 > 1:
@@ -725,7 +745,7 @@ def _groups_moments(x5):
     return Moments(*(np.concatenate(a) for a in zip(*parts, strict=True)))
 
 
-def _groups_normalize(x5, gamma, beta, eps, training):
+def _groups_normalize(x5: Any, gamma: Any, beta: Any, eps: Any, training: Any) -> Any:
     """Normalize per (sample, group); elementwise ``gamma``/``beta`` per channel.
 
     Returns ``y5, mean, inv_std`` (the last two of shape ``(N, G)``).  With
@@ -754,13 +774,13 @@ class PerSampleCache(NamedTuple):
     mean: np.ndarray  # (N, G) float64
     inv_std: np.ndarray  # (N, G) float64
     gamma: np.ndarray | None  # (G * Cg,) float64
-    shape: tuple  # of the forward input
-    perm: list | None  # layer norm over non-trailing axes: the transpose used
-    gamma_shape: tuple | None
-    beta_shape: tuple | None
+    shape: tuple[int, ...]  # of the forward input
+    perm: list[int] | None  # layer norm over non-trailing axes: the transpose used
+    gamma_shape: tuple[int, ...] | None
+    beta_shape: tuple[int, ...] | None
 
 
-def _layer_view(x, axis):
+def _layer_view(x: Any, axis: Any) -> tuple[Any, Any]:
     """``x`` as ``(rows, 1, 1, K, 1)`` with the normalized axes last."""
     axes = normalize_axis(axis, x.ndim)
     if 0 in axes:
@@ -777,7 +797,7 @@ def _layer_view(x, axis):
     return x.reshape(-1, 1, 1, k, 1), perm
 
 
-def _channel_view(x, axis, n_groups):
+def _channel_view(x: Any, axis: Any, n_groups: Any) -> Any:
     """``x`` as ``(N, S1, G, C // G, S2)`` around the channel ``axis``.
 
     ``n_groups=None`` is one group per channel (instance norm).
@@ -802,7 +822,9 @@ def _channel_view(x, axis, n_groups):
     return x.reshape(x.shape[0], s1, int(n_groups), n_ch // int(n_groups), s2)
 
 
-def _per_sample_forward(kind, x5, perm, shape, gamma, beta, eps):
+def _per_sample_forward(
+    kind: Any, x5: Any, perm: Any, shape: Any, gamma: Any, beta: Any, eps: Any
+) -> tuple[np.ndarray, "PerSampleCache"]:
     """Shared tail of the per-sample forward functions."""
     n_ch = x5.shape[2] * x5.shape[3]
     g = _param(gamma, n_ch, "gamma")
@@ -822,14 +844,16 @@ def _per_sample_forward(kind, x5, perm, shape, gamma, beta, eps):
     return _restore(y5, shape, perm), cache
 
 
-def _restore(a5, shape, perm):
+def _restore(a5: np.ndarray, shape: Any, perm: Any) -> Any:
     if perm is None:
         return a5.reshape(shape)
     moved = tuple(shape[p] for p in perm)
     return a5.reshape(moved).transpose(np.argsort(perm))
 
 
-def _per_sample_backward(dy, cache):
+def _per_sample_backward(
+    dy: Any, cache: Any
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     x5 = cache.x5
     N, S1, G, Cg, S2 = x5.shape
     dy = _as_grad(dy, cache.shape, x5.dtype)
@@ -857,7 +881,14 @@ def _per_sample_backward(dy, cache):
     )
 
 
-def layer_norm_forward(x, gamma, beta, *, eps: float = 1e-5, axis=-1):
+def layer_norm_forward(
+    x: ArrayLike,
+    gamma: float | ArrayLike | None,
+    beta: float | ArrayLike | None,
+    *,
+    eps: float = 1e-5,
+    axis: int | tuple[int, ...] = -1,
+) -> tuple[np.ndarray, "PerSampleCache"]:
     """Layer normalization, forward (Ba, Kiros and Hinton 2016).
 
     Each sample is normalized by the mean and (biased) variance of its values
@@ -905,7 +936,9 @@ def layer_norm_forward(x, gamma, beta, *, eps: float = 1e-5, axis=-1):
     return _per_sample_forward("layer_norm", x5, perm, shape, gamma, beta, eps)
 
 
-def layer_norm_backward(dy, cache):
+def layer_norm_backward(
+    dy: ArrayLike, cache: "PerSampleCache"
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Layer normalization, backward pass.
 
     The closed form of :func:`batch_norm_backward`, per sample instead of per
@@ -939,7 +972,15 @@ def layer_norm_backward(dy, cache):
     return _per_sample_backward(dy, cache)
 
 
-def group_norm_forward(x, gamma, beta, *, n_groups: int, eps: float = 1e-5, axis=1):
+def group_norm_forward(
+    x: ArrayLike,
+    gamma: float | ArrayLike | None,
+    beta: float | ArrayLike | None,
+    *,
+    n_groups: int,
+    eps: float = 1e-5,
+    axis: int = 1,
+) -> tuple[np.ndarray, "PerSampleCache"]:
     """Group normalization, forward (Wu and He 2018).
 
     The channels along ``axis`` are split into ``n_groups`` consecutive
@@ -982,7 +1023,9 @@ def group_norm_forward(x, gamma, beta, *, n_groups: int, eps: float = 1e-5, axis
     return _per_sample_forward("group_norm", x5, None, x.shape, gamma, beta, eps)
 
 
-def group_norm_backward(dy, cache):
+def group_norm_backward(
+    dy: ArrayLike, cache: "PerSampleCache"
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Group normalization, backward pass.
 
     The closed form of :func:`layer_norm_backward`, per sample and group.
@@ -1012,7 +1055,14 @@ def group_norm_backward(dy, cache):
     return _per_sample_backward(dy, cache)
 
 
-def instance_norm_forward(x, gamma, beta, *, eps: float = 1e-5, axis=1):
+def instance_norm_forward(
+    x: ArrayLike,
+    gamma: float | ArrayLike | None,
+    beta: float | ArrayLike | None,
+    *,
+    eps: float = 1e-5,
+    axis: int = 1,
+) -> tuple[np.ndarray, "PerSampleCache"]:
     """Instance normalization, forward (Ulyanov, Vedaldi and Lempitsky 2016).
 
     Each channel of each sample is normalized over its positions (the axes
@@ -1052,7 +1102,9 @@ def instance_norm_forward(x, gamma, beta, *, eps: float = 1e-5, axis=1):
     return _per_sample_forward("instance_norm", x5, None, x.shape, gamma, beta, eps)
 
 
-def instance_norm_backward(dy, cache):
+def instance_norm_backward(
+    dy: ArrayLike, cache: "PerSampleCache"
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Instance normalization, backward pass.
 
     Parameters

@@ -11,8 +11,10 @@ values raise ``ValueError``.  A constant group normalizes to ``beta``.
 """
 
 from numbers import Integral, Real
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.base import (
     BaseEstimator,
     OneToOneFeatureMixin,
@@ -31,7 +33,7 @@ class _PerSampleNormalizer(
 ):
     """Shared ``fit``/``transform``; subclasses define :meth:`_view`."""
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: dict[str, list[Any]] = {
         "eps": [Interval(Real, 0, None, closed="neither")],
         "axis": [Integral],
         "gamma": [Real, "array-like", None],
@@ -40,11 +42,11 @@ class _PerSampleNormalizer(
     # Fitted state that save/load keep besides the public attributes.
     _state_private = ("_axes", "_fit_axis", "_ndim")
 
-    def _view(self, X):
+    def _view(self, X: np.ndarray) -> tuple[Any, Any]:
         """``X`` (C-contiguous) as ``(N, S1, G, Cg, S2)`` and the transpose used."""
         raise NotImplementedError
 
-    def _normalize(self, X):
+    def _normalize(self, X: Any) -> Any:
         X = np.ascontiguousarray(X)
         x5, perm = self._view(X)
         n_ch = x5.shape[2] * x5.shape[3]
@@ -55,7 +57,7 @@ class _PerSampleNormalizer(
         )
         return functional._restore(y5, X.shape, perm)
 
-    def fit(self, X, y=None):
+    def fit(self, X: Any, y: object = None) -> "_PerSampleNormalizer":
         """Check ``X`` and record its number of features; nothing is learned.
 
         Parameters
@@ -69,6 +71,13 @@ class _PerSampleNormalizer(
         -------
         self : object
             The estimator.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skbn import LayerNormalizer
+        >>> LayerNormalizer().fit(np.ones((4, 3))).n_features_in_
+        3
         """
         self._validate_params()
         X, axes, n_features = validate_X(self, X, reset=True)
@@ -80,7 +89,7 @@ class _PerSampleNormalizer(
         self._ndim = X.ndim
         return self
 
-    def transform(self, X, copy=None):
+    def transform(self, X: Any, copy: bool | None = None) -> Any:
         """Normalize each sample of ``X`` by its own statistics.
 
         Parameters
@@ -94,6 +103,15 @@ class _PerSampleNormalizer(
         -------
         X_out : ndarray of the shape and float dtype of ``X``
             Normalized data (a lazy dask array for dask input).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skbn import InstanceNormalizer
+        >>> X = np.array([[[1.0, 3.0], [10.0, 30.0]]])  # (N, C, L)
+        >>> np.round(InstanceNormalizer().transform(X), 3)  # no fit needed
+        array([[[-1.,  1.],
+                [-1.,  1.]]])
         """
         if _dask.is_dask(X):
             return _dask.per_sample_transform(self, X)
@@ -107,7 +125,7 @@ class _PerSampleNormalizer(
             X, _, _ = validate_X(est, X, reset=True)
         return self._normalize(X)
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.requires_fit = False
         tags.input_tags.allow_nan = True
@@ -157,18 +175,25 @@ class LayerNormalizer(_PerSampleNormalizer):
            [-0.7071, -0.7071,  1.4142]])
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: dict[str, list[Any]] = {
         **_PerSampleNormalizer._parameter_constraints,
         "axis": [Integral, tuple],
     }
 
-    def __init__(self, *, eps=1e-5, axis=-1, gamma=None, beta=None):
+    def __init__(
+        self,
+        *,
+        eps: float = 1e-5,
+        axis: int | tuple[int, ...] = -1,
+        gamma: float | ArrayLike | None = None,
+        beta: float | ArrayLike | None = None,
+    ) -> None:
         self.eps = eps
         self.axis = axis
         self.gamma = gamma
         self.beta = beta
 
-    def _view(self, X):
+    def _view(self, X: np.ndarray) -> tuple[Any, Any]:
         return functional._layer_view(X, self.axis)
 
 
@@ -217,19 +242,27 @@ class GroupNormalizer(_PerSampleNormalizer):
     array([[-1.,  1., -1.,  1.]])
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: dict[str, list[Any]] = {
         **_PerSampleNormalizer._parameter_constraints,
         "n_groups": [Interval(Integral, 1, None, closed="left")],
     }
 
-    def __init__(self, n_groups, *, eps=1e-5, axis=1, gamma=None, beta=None):
+    def __init__(
+        self,
+        n_groups: int,
+        *,
+        eps: float = 1e-5,
+        axis: int = 1,
+        gamma: float | ArrayLike | None = None,
+        beta: float | ArrayLike | None = None,
+    ) -> None:
         self.n_groups = n_groups
         self.eps = eps
         self.axis = axis
         self.gamma = gamma
         self.beta = beta
 
-    def _view(self, X):
+    def _view(self, X: np.ndarray) -> tuple[Any, Any]:
         return functional._channel_view(X, self.axis, self.n_groups), None
 
 
@@ -276,11 +309,18 @@ class InstanceNormalizer(_PerSampleNormalizer):
             [-1.,  1.]]])
     """
 
-    def __init__(self, *, eps=1e-5, axis=1, gamma=None, beta=None):
+    def __init__(
+        self,
+        *,
+        eps: float = 1e-5,
+        axis: int = 1,
+        gamma: float | ArrayLike | None = None,
+        beta: float | ArrayLike | None = None,
+    ) -> None:
         self.eps = eps
         self.axis = axis
         self.gamma = gamma
         self.beta = beta
 
-    def _view(self, X):
+    def _view(self, X: np.ndarray) -> tuple[Any, Any]:
         return functional._channel_view(X, self.axis, None), None

@@ -1,9 +1,23 @@
 """Plots for monitoring batch statistics (needs matplotlib: ``skbn[plot]``)."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
+if TYPE_CHECKING:
+    from .batch_norm import BatchNormalizer
 
-def plot_batch_stats(bn, features=None, *, max_features=4, axes=None):
+
+def plot_batch_stats(
+    bn: BatchNormalizer,
+    features: Sequence[int | str] | None = None,
+    *,
+    max_features: int = 4,
+    axes: Sequence[Any] | None = None,
+) -> Any:
     """Draw each batch's mean and variance against the running statistics.
 
     One panel for the mean and one for the variance; per feature, the batch
@@ -80,12 +94,14 @@ def plot_batch_stats(bn, features=None, *, max_features=4, axes=None):
     return fig
 
 
-def _feature_indices(bn, features, max_features):
+def _feature_indices(
+    bn: BatchNormalizer, features: Sequence[int | str] | None, max_features: int
+) -> list[int]:
     n = bn.n_features_in_
     if features is None:
         return list(range(min(n, max_features)))
     names = getattr(bn, "feature_names_in_", None)
-    out = []
+    out: list[int] = []
     for f in features:
         if isinstance(f, str):
             if names is None or f not in names:

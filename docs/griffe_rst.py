@@ -1,0 +1,91 @@
+"""A griffe extension: the reST bits of skbn's numpydoc docstrings, as Markdown.
+
+The docstrings are written for numpydoc (Sphinx roles, ``::`` literal blocks,
+simple tables); mkdocstrings renders Markdown.  This rewrites, in every
+docstring, before rendering:
+
+* ``:meth:`fit```, ``:class:`~sklearn.pipeline.Pipeline```, ... as code;
+* a paragraph ending in ``::`` as one ending in ``:`` (the indented block
+  after it is already a Markdown code block);
+* simple reST tables (``===`` borders) as Markdown tables.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import griffe
+
+_ROLE = re.compile(
+    r":(?:py:)?(?:meth|func|class|attr|mod|obj|data|exc|const):`(~?)([^`]+)`"
+)
+_BORDER = re.compile(r"^( *)(=+)( +=+)+ *$")
+
+
+def _role(match: re.Match[str]) -> str:
+    tilde, target = match.groups()
+    if tilde:
+        target = target.rsplit(".", 1)[-1]
+    return f"`{target}`"
+
+
+def _columns(border: str) -> list[tuple[int, int]]:
+    return [(m.start(), m.end()) for m in re.finditer(r"=+", border)]
+
+
+def _cells(line: str, cols: list[tuple[int, int]]) -> list[str]:
+    starts: list[int | None] = [c[0] for c in cols]
+    starts.append(None)
+    return [
+        line[starts[k] : starts[k + 1]].strip().replace("|", "\\|")
+        for k in range(len(cols))
+    ]
+
+
+def _tables(text: str) -> str:
+    lines = text.split("\n")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        if not _BORDER.match(lines[i]):
+            out.append(lines[i])
+            i += 1
+            continue
+        cols = _columns(lines[i])
+        borders = [i]
+        j = i + 1
+        while j < len(lines) and len(borders) < 3:
+            if _BORDER.match(lines[j]):
+                borders.append(j)
+            elif not lines[j].strip():
+                break
+            j += 1
+        if len(borders) < 3:
+            out.append(lines[i])
+            i += 1
+            continue
+        header = [_cells(line, cols) for line in lines[borders[0] + 1 : borders[1]]]
+        body = [_cells(line, cols) for line in lines[borders[1] + 1 : borders[2]]]
+        head = [" ".join(parts).strip() for parts in zip(*header, strict=True)]
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|" + " --- |" * len(cols))
+        out.extend("| " + " | ".join(row) + " |" for row in body)
+        i = borders[2] + 1
+    return "\n".join(out)
+
+
+def rst_to_markdown(text: str) -> str:
+    """The docstring ``text`` with the reST constructs above rewritten."""
+    text = _ROLE.sub(_role, text)
+    text = re.sub(r"(\S)::\n", r"\1:\n", text)
+    text = re.sub(r"^( *)::\n", "", text, flags=re.M)
+    return _tables(text)
+
+
+class RstToMarkdown(griffe.Extension):
+    """Rewrite each docstring once, when griffe has loaded its object."""
+
+    def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
+        if obj.docstring is not None:
+            obj.docstring.value = rst_to_markdown(obj.docstring.value)

@@ -1,0 +1,156 @@
+"""Concurrency: one estimator shared by several threads, and process pools.
+
+Semantics (skbn._validation.atomic): every public method of BatchNormalizer
+holds the estimator's own reentrant lock for the whole call, so each call is
+atomic.  Concurrent ``partial_fit`` calls are applied one after the other in
+the order they take the lock (none is lost); ``transform`` sees the
+statistics before or after a concurrent fit, never a mix.  Numba's threading
+layer is a thread-safe one (skbn._config), so parallel kernels launched from
+several threads at once do not abort the process.
+"""
+
+import pickle
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+from sklearn.base import clone
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+
+from skbn import BatchNormalizer, _config
+
+# Large enough to take the threaded kernels (>= MIN_PARALLEL_ELEMENTS).
+BIG = (1 << 15, 8)
+
+
+def test_threading_layer_is_threadsafe():
+    BatchNormalizer().fit(np.ones(BIG))
+    assert numba.threading_layer() in ("tbb", "omp") or (
+        _config.MIN_PARALLEL_ELEMENTS > 1 << 60
+    )
+
+
+def test_concurrent_partial_fit_loses_no_update(rng):
+    batches = [rng.normal(i, 1.0 + i % 3, size=(50, 4)) for i in range(64)]
+    est = BatchNormalizer(momentum=None)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(est.partial_fit, batches))
+    whole = BatchNormalizer(momentum=None).fit(np.concatenate(batches))
+    assert est.n_batches_seen_ == 64
+    assert est.n_samples_seen_ == 64 * 50
+    assert_allclose(est.running_mean_, whole.running_mean_, rtol=1e-12)
+    assert_allclose(est.running_var_, whole.running_var_, rtol=1e-10)
+
+
+def test_concurrent_partial_fit_with_threaded_kernels(rng):
+    # Parallel Numba kernels launched from several threads at once.
+    batches = [rng.normal(size=BIG) for _ in range(8)]
+    est = BatchNormalizer(momentum=None)
+    others = [BatchNormalizer() for _ in range(4)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(est.partial_fit, b) for b in batches]
+        futures += [pool.submit(o.fit, batches[i]) for i, o in enumerate(others)]
+        for f in futures:
+            f.result()
+    whole = BatchNormalizer(momentum=None).fit(np.concatenate(batches))
+    assert est.n_batches_seen_ == 8
+    assert_allclose(est.running_var_, whole.running_var_, rtol=1e-10)
+
+
+def test_transform_never_sees_half_updated_statistics(rng):
+    # Two states A and B, far apart: a transform must match one of them
+    # exactly, never a mix of A's mean and B's variance.
+    XA = rng.normal(0.0, 1.0, size=(200, 3))
+    XB = rng.normal(100.0, 7.0, size=(200, 3))
+    est = BatchNormalizer(momentum=None).fit(XA)
+    probe = rng.normal(size=(500, 3))
+    yA = clone(est).fit(XA).transform(probe)
+    yB = clone(est).fit(XB).transform(probe)
+    stop = threading.Event()
+    bad = []
+
+    def fitter():
+        for i in range(200):
+            est.fit(XB if i % 2 == 0 else XA)
+        stop.set()
+
+    def reader():
+        while not stop.is_set():
+            y = est.transform(probe)
+            if not (np.array_equal(y, yA) or np.array_equal(y, yB)):
+                bad.append(y)
+
+    threads = [threading.Thread(target=fitter)] + [
+        threading.Thread(target=reader) for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad
+
+
+def test_exception_in_one_thread_leaves_others_intact(rng):
+    est = BatchNormalizer(momentum=None).fit(rng.normal(size=(10, 3)))
+    good = [rng.normal(size=(10, 3)) for _ in range(20)]
+    bad = [rng.normal(size=(10, 2)) for _ in range(20)]  # wrong width
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [
+            pool.submit(est.partial_fit, b)
+            for pair in zip(good, bad, strict=True)
+            for b in pair
+        ]
+        errors = sum(f.exception() is not None for f in futures)
+    assert errors == 20
+    assert est.n_batches_seen_ == 21
+
+
+def test_lock_is_invisible_to_params_clone_and_pickle(rng):
+    est = BatchNormalizer().fit(rng.normal(size=(10, 3)))
+    assert "lock" not in " ".join(est.get_params())
+    assert not any("lock" in k for k in vars(est))
+    copy = pickle.loads(pickle.dumps(est))
+    copy.partial_fit(rng.normal(size=(10, 3)))  # a working lock of its own
+    clone(est).fit(rng.normal(size=(10, 3)))
+
+
+@pytest.mark.parametrize("n_jobs", [2])
+def test_grid_search_with_process_and_thread_pools(rng, n_jobs):
+    from joblib import parallel_backend
+
+    X = rng.normal(5.0, 3.0, size=(120, 4))
+    y = X @ np.arange(4.0) + rng.normal(size=120)
+    pipe = make_pipeline(BatchNormalizer(), Ridge())
+    grid = {"batchnormalizer__eps": [1e-5, 1e-3], "ridge__alpha": [0.1, 1.0]}
+    for backend in ("threading", "loky"):
+        with parallel_backend(backend):
+            search = GridSearchCV(pipe, grid, cv=3, n_jobs=n_jobs).fit(X, y)
+        assert search.best_score_ > 0.9
+
+
+def test_thread_pool_in_fresh_process_does_not_abort():
+    # Concurrent parallel kernels before anything else ran Numba's threads:
+    # with workqueue this aborts the interpreter ("Terminating: Nested
+    # parallel kernel launch detected").
+    code = (
+        "import numpy as np\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "from skbn import BatchNormalizer\n"
+        "X = np.random.default_rng(0).normal(size=(1 << 15, 8))\n"
+        "with ThreadPoolExecutor(4) as p:\n"
+        "    r = list(p.map(lambda _: BatchNormalizer().fit(X).transform(X).sum(),"
+        " range(16)))\n"
+        "import numba; print('ok', numba.threading_layer())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("ok")
