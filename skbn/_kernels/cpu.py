@@ -45,7 +45,13 @@ def chan_merge(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
     n = n_a + n_b
     f = n_b / n if n > 0.0 else 0.0  # weight of the new side
     delta = mean_b - mean_a  # new minus old mean
-    return n, mean_a + delta * f, m2_a + m2_b + delta * delta * n_a * f
+    w = n_a * f
+    # With an empty side the correction is exactly 0, also when delta * delta
+    # overflows (|mean| > 1.3e154; inf * 0 would be NaN).  A select, not a
+    # branch, so it still vectorizes; parentheses alone would not do, since
+    # fastmath's reassoc may regroup the product.
+    corr = delta * (delta * w) if w > 0.0 else 0.0
+    return n, mean_a + delta * f, m2_a + m2_b + corr
 
 
 @njit(**_JIT)
