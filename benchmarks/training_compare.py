@@ -17,7 +17,11 @@ import argparse
 
 import numba
 import numpy as np
-from bench_training import N_GROUPS, skbn_callables, torch_callables
+
+try:  # imported by asv as part of the benchmarks package
+    from .bench_training import N_GROUPS, skbn_callables, torch_callables
+except ImportError:  # run as a script
+    from bench_training import N_GROUPS, skbn_callables, torch_callables
 
 from skbn._bench import run
 

@@ -55,6 +55,10 @@ def validate_X(est, X, *, reset):
     n_features : int
     """
     _check_axis_unchanged(est, reset)
+    if isinstance(X, np.ndarray) and not X.dtype.isnative and X.dtype.kind in "biufc":
+        # Big-endian data (from a file, say): the kernels read native byte
+        # order only.  Same precision, so float32 stays float32.
+        X = X.astype(X.dtype.newbyteorder("="))
     if type(X) is np.ndarray and X.dtype.type in FLOAT_TYPES and X.size:
         # What check_array and the feature-name check would do to a plain
         # float ndarray, without their cost (~150 µs, more than the work on

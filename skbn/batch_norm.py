@@ -1,5 +1,6 @@
 """``BatchNormalizer``: batch normalization as a scikit-learn transformer."""
 
+import math
 from numbers import Integral, Real
 from typing import Any
 
@@ -10,12 +11,23 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils._set_output import _wrap_data_with_container
 from sklearn.utils.validation import check_is_fitted
 
-from . import _dask, _dispatch, _moments, _monitor, functional
+from . import _config, _dask, _dispatch, _moments, _monitor, functional
 from ._interop import InteropMixin
 from ._kernels import cpu
 from ._layout import Layout
 from ._state import StateMixin
-from ._validation import atomic, feature_vector, validate_sample_weight, validate_X
+from ._validation import (
+    FLOAT_TYPES,
+    atomic,
+    feature_vector,
+    validate_sample_weight,
+    validate_X,
+)
+
+# Inputs below this many elements may take the small-batch path (see
+# BatchNormalizer._small); larger ones are bound by memory, not by overhead.
+_SMALL_ELEMENTS = 1 << 17
+_NO_OUT = {t: np.empty((0, 0), t) for t in (np.float32, np.float64)}
 
 
 class BatchNormalizer(
@@ -361,8 +373,85 @@ class BatchNormalizer(
         >>> bn.n_batches_seen_, bn.n_samples_seen_
         (2, 8)
         """
+        if sample_weight is None and self._small(X):
+            self._check_params()
+            if self._small_train(X, None):
+                return self
         self._update(X, sample_weight)
         return self
+
+    # -- the small-batch path ----------------------------------------------------
+
+    def _small(self, X: Any) -> bool:
+        """Whether a call on ``X`` can take the small-batch path.
+
+        A streaming loop calls ``partial_fit``, ``partial_fit_transform`` and
+        ``transform`` thousands of times on batches of a few hundred rows,
+        where the general path's Python steps (validation, layout, one kernel
+        dispatch per step) cost several times the arithmetic.  For the most
+        common such input, a C-contiguous 2-D float ndarray of the fitted
+        width on a fitted estimator with per-column statistics and nothing
+        optional switched on, one compiled call does the whole work
+        (:func:`skbn._kernels.cpu.small_train`, :func:`~skbn._kernels.cpu.
+        small_apply`), with the same kernels and therefore the same bits as
+        the general path.  Everything else, and any batch holding NaN or
+        infinity, takes the general path.
+        """
+        d = self.__dict__
+        return (
+            type(X) is np.ndarray
+            and X.ndim == 2
+            and X.dtype.type in FLOAT_TYPES
+            and X.dtype.isnative
+            and X.flags.c_contiguous
+            and 0 < X.size < _SMALL_ELEMENTS
+            and X.size < _config.MIN_PARALLEL_ELEMENTS
+            and "running_mean_" in d
+            and "feature_names_in_" not in d
+            and d.get("_ndim") == 2
+            and d.get("_axes") == (1,)
+            and X.shape[1] == d["n_features_in_"]
+            and self.axis == d["_fit_axis"]
+            and self.device != "cuda"
+            and not self.track_batch_stats
+            and self.renorm is None
+            and self.virtual_batch_size is None
+            and _moments._fold(X.shape[0], X.shape[1]) == 1
+        )
+
+    def _small_params(self) -> tuple[Any, ...]:
+        return (
+            self.gamma_,
+            self.beta_,
+            float(self.eps),
+            bool(self.scale),
+            bool(self.center),
+        )
+
+    def _small_train(self, X: np.ndarray, out: np.ndarray | None) -> bool:
+        """Fold the batch ``X`` into the running statistics and, given
+        ``out``, write the batch normalized by its own statistics there.
+        False (and nothing changed) when the batch holds NaN or infinity."""
+        m = -1.0 if self.momentum is None else float(self.momentum)
+        ok, mean, var, seen = cpu.small_train(
+            X,
+            _moments._block_rows(X.shape[1], X.itemsize),
+            self.running_mean_,
+            self.running_var_,
+            self._seen,
+            m,
+            self._small_params(),
+            # Numba types every argument, also the unused one: a writable
+            # array of X's dtype (X itself may be read-only).
+            _NO_OUT[X.dtype.type] if out is None else out,
+            out is not None,
+        )
+        if not ok:
+            return False
+        self.running_mean_, self.running_var_, self._seen = mean, var, seen
+        self.n_samples_seen_ += X.shape[0]
+        self.n_batches_seen_ += 1
+        return True
 
     def _update(
         self, X: Any, sample_weight: Any, normalize: bool = False
@@ -464,6 +553,11 @@ class BatchNormalizer(
         >>> bn.running_mean_  # 0.9 * 1 + 0.1 * 11
         array([2.])
         """
+        if sample_weight is None and self._small(X):
+            self._check_params()
+            out = np.empty_like(X)
+            if self._small_train(X, out):
+                return _wrap_data_with_container("transform", out, X, self)
         X_in = X
         # The running statistics before this batch, for Batch Renormalization
         # (_update replaces these arrays, it never writes into them).
@@ -568,6 +662,20 @@ class BatchNormalizer(
         array([[0.],
                [2.]])
         """
+        if (self.copy if copy is None else copy) and self._small(X):
+            self._check_params()
+            out = np.empty_like(X)
+            flag = cpu.small_apply(
+                X,
+                _moments._block_rows(X.shape[1], X.itemsize),
+                self.running_mean_,
+                self.running_var_,
+                self._small_params(),
+                out,
+            )
+            if math.isfinite(flag):
+                return out
+            # NaN (kept) or infinity (an error): the general path tells.
         if _dask.is_dask(X):
             return _dask.transform(self, X)
         layout, out = self._prepare(X, copy)

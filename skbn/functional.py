@@ -77,7 +77,8 @@ def _as_float_array(x: Any, name: str) -> np.ndarray:
     arr = np.asarray(x)
     kind = arr.dtype.kind
     if kind == "f" and arr.dtype.itemsize in (4, 8):
-        pass
+        if not arr.dtype.isnative:  # Numba kernels read native byte order only
+            arr = arr.astype(arr.dtype.newbyteorder("="))
     elif kind in "biuf":
         arr = arr.astype(np.float64)
     else:

@@ -475,3 +475,57 @@ segments_moments_masked_serial = _serial_twin(
 )
 rows_affine_serial = _serial_twin(rows_affine, "rows_affine_serial")
 segments_affine_serial = _serial_twin(segments_affine, "segments_affine_serial")
+
+
+# -- small batches: one compiled call per estimator call ----------------------
+# A streaming loop calls partial_fit / partial_fit_transform / transform on
+# batches of a few hundred rows, where each kernel dispatch and each Python
+# step costs as much as the arithmetic.  These compose the kernels above (no
+# second implementation of any formula) into a single dispatch for the rows
+# layout with one task and the serial kernels, the configuration that
+# skbn._moments chooses for such inputs, so the results are bit-identical to
+# the general path.
+
+
+@njit(**{**_JIT, "fastmath": False})
+def population_var(m2, count):
+    """``m2 / count``, exactly as ``Moments.var`` computes it (count > 0)."""
+    out = np.empty_like(m2)
+    for j in range(m2.shape[0]):
+        out[j] = m2[j] / count[j] if count[j] > 0.0 else 0.0
+    return out
+
+
+@njit(**_JIT)
+def small_train(
+    x, block, running_mean, running_var, seen, momentum, params, out, normalize
+):
+    """Batch moments, the running-statistics update and (with ``normalize``)
+    the batch normalized by its own statistics into ``out``.
+
+    ``params`` is ``(gamma, beta, eps, use_gamma, use_beta)``.  Returns
+    ``ok, mean, var, seen``; ``ok`` is False when the batch holds a NaN or an
+    infinity (the caller then takes the general path, which handles both) and
+    nothing is to be used.
+    """
+    count, mean, m2 = rows_moments_serial(x, block, 1)
+    if not all_finite(mean, m2):
+        return False, running_mean, running_var, seen
+    new_mean, new_var, new_seen = ema_update(
+        running_mean, running_var, seen, count, mean, m2, momentum
+    )
+    if normalize:
+        gamma, beta, eps, use_gamma, use_beta = params
+        var = population_var(m2, count)
+        scale, offset = coefficients(var, gamma, beta, eps, use_gamma, use_beta)
+        rows_affine_serial(x, mean, scale, offset, out, block)
+    return True, new_mean, new_var, new_seen
+
+
+@njit(**_JIT)
+def small_apply(x, block, mean, var, params, out):
+    """Inference-mode normalize of ``x`` into ``out``; returns the
+    non-finite flag of :func:`rows_affine`."""
+    gamma, beta, eps, use_gamma, use_beta = params
+    scale, offset = coefficients(var, gamma, beta, eps, use_gamma, use_beta)
+    return rows_affine_serial(x, mean, scale, offset, out, block)

@@ -1,0 +1,159 @@
+"""The small-batch path (BatchNormalizer._small) against the general path.
+
+Both must give the same bits: the small-batch path composes the same kernels
+into one compiled call.  The general path is forced by setting the size limit
+of the small-batch path to 0.
+"""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+
+import skbn.batch_norm as bn_module
+from skbn import BatchNormalizer
+
+SHAPES = [(1, 64), (2, 64), (7, 65), (256, 64), (300, 100), (1, 300), (1000, 128)]
+
+
+def _stream(est, batches, method):
+    outs = []
+    for b in batches:
+        out = getattr(est, method)(b)
+        outs.append(out if method != "partial_fit" else None)
+    outs.append(est.transform(batches[-1]))
+    return outs
+
+
+def _state(est):
+    return {
+        k: (v.tobytes() if isinstance(v, np.ndarray) else v)
+        for k, v in vars(est).items()
+        if not k.startswith("_checked")
+    }
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("method", ["partial_fit", "partial_fit_transform"])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"momentum": None},
+        {"momentum": 0.0},
+        {"momentum": 1.0, "gamma": 2.0, "beta": -1.0},
+        {"center": False, "scale": False},
+    ],
+)
+def test_small_path_is_bit_identical_to_the_general_path(
+    rng, monkeypatch, dtype, shape, method, params
+):
+    batches = [
+        (rng.normal(3.0, 2.0, size=shape) * (1 + i)).astype(dtype) for i in range(4)
+    ]
+    batches[2][:, 0] = 5.0  # a constant column within a batch
+    fast = BatchNormalizer(**params).fit(batches[0])
+    general = BatchNormalizer(**params).fit(batches[0])
+    got = _stream(fast, batches, method)
+    monkeypatch.setattr(bn_module, "_SMALL_ELEMENTS", 0)
+    want = _stream(general, batches, method)
+    for g, w in zip(got, want, strict=True):
+        if w is not None:
+            assert g.dtype == w.dtype == dtype
+            assert_array_equal(g, w)
+    assert _state(fast) == _state(general)
+
+
+def test_small_path_is_taken_for_a_small_batch(rng, monkeypatch):
+    # The check that the tests above compare two different paths.
+    X = rng.normal(size=(256, 64))
+    est = BatchNormalizer().fit(X)
+    assert est._small(X)
+    calls = []
+    original = bn_module.cpu.small_train
+    monkeypatch.setattr(
+        bn_module.cpu,
+        "small_train",
+        lambda *a: calls.append(1) or original(*a),
+    )
+    est.partial_fit(X)
+    est.partial_fit_transform(X)
+    assert len(calls) == 2
+    assert not est._small(np.asfortranarray(X))
+    assert not est._small(X[:, :10])
+    assert not est._small(rng.normal(size=(10_000, 64)))
+
+
+def test_nan_and_inf_batches_fall_back_to_the_general_path(rng):
+    X = rng.normal(size=(64, 64))
+    est = BatchNormalizer().fit(X)
+    nan = X.copy()
+    nan[3, 5] = np.nan
+    y = est.transform(nan)
+    assert np.isnan(y[3, 5]) and np.isfinite(np.delete(y.ravel(), 3 * 64 + 5)).all()
+    est.partial_fit(nan)  # NaN is ignored in fit
+    assert np.isfinite(est.running_mean_).all()
+    y = est.partial_fit_transform(nan)
+    assert np.isnan(y[3, 5])
+    before = _state(est)
+    inf = X.copy()
+    inf[0, 7] = np.inf
+    for method in ("partial_fit", "partial_fit_transform", "transform"):
+        with pytest.raises(ValueError, match="infinity in feature 7"):
+            getattr(est, method)(inf)
+        assert _state(est) == before
+
+
+def test_small_path_still_validates_parameters(rng):
+    X = rng.normal(size=(32, 64))
+    est = BatchNormalizer().fit(X)
+    est.set_params(momentum=2.0)
+    before = _state(est)
+    for method in ("partial_fit", "partial_fit_transform", "transform"):
+        with pytest.raises(ValueError, match="momentum"):
+            getattr(est, method)(X)
+        assert _state(est) == before
+
+
+def test_transform_copy_false_still_writes_in_place(rng):
+    X = rng.normal(size=(32, 64))
+    est = BatchNormalizer().fit(X)
+    want = est.transform(X)
+    Y = est.transform(X, copy=False)
+    assert Y is X or np.shares_memory(Y, X)
+    assert_array_equal(Y, want)
+
+
+@pytest.mark.parametrize("dtype", [">f4", ">f8"])
+def test_big_endian_input_works_on_every_path(rng, dtype):
+    # Found while writing the small-batch path: non-native byte order reached
+    # the kernels and ended in a Numba TypingError.  Expected: the numbers of
+    # the native array, in the same precision.
+    from skbn import GroupNormalizer, LayerNormalizer
+    from skbn import functional as F
+
+    native = rng.normal(3.0, 2.0, size=(50, 64)).astype(
+        np.dtype(dtype).newbyteorder("=")
+    )
+    X = native.astype(dtype)
+    big = rng.normal(size=(3000, 64)).astype(dtype)  # the general path
+    for a, b in [
+        (BatchNormalizer().fit(X), BatchNormalizer().fit(native)),
+        (BatchNormalizer().fit(big), BatchNormalizer().fit(big.astype(native.dtype))),
+    ]:
+        assert_array_equal(a.running_var_, b.running_var_)
+        for method in ("transform", "partial_fit_transform", "inverse_transform"):
+            got, want = getattr(a, method)(X), getattr(b, method)(native)
+            assert got.dtype == native.dtype
+            assert_array_equal(got, want)
+        a.partial_fit(X, sample_weight=np.ones(50, ">f8"))
+        b.partial_fit(native, sample_weight=np.ones(50))
+        assert_array_equal(a.running_mean_, b.running_mean_)
+    y, _ = F.batch_norm_forward(X, np.ones(64), np.zeros(64))
+    assert_array_equal(y, F.batch_norm_forward(native, np.ones(64), np.zeros(64))[0])
+    assert_array_equal(
+        LayerNormalizer().fit_transform(X), LayerNormalizer().fit_transform(native)
+    )
+    assert_array_equal(
+        GroupNormalizer(4).fit_transform(X), GroupNormalizer(4).fit_transform(native)
+    )
