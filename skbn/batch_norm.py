@@ -2,7 +2,7 @@
 
 import math
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -172,6 +172,13 @@ class BatchNormalizer(
     >>> bn.transform(batch).dtype
     dtype('float32')
     """
+
+    # Fitted attributes (annotations only: they exist once fitted).
+    running_mean_: np.ndarray
+    running_var_: np.ndarray
+    _seen: np.ndarray
+    n_samples_seen_: int
+    n_batches_seen_: int
 
     _parameter_constraints: dict[str, list[Any]] = {
         "momentum": [Interval(Real, 0, 1, closed="both"), None],
@@ -382,7 +389,7 @@ class BatchNormalizer(
 
     # -- the small-batch path ----------------------------------------------------
 
-    def _small(self, X: Any) -> bool:
+    def _small(self, X: Any) -> TypeGuard[np.ndarray]:
         """Whether a call on ``X`` can take the small-batch path.
 
         A streaming loop calls ``partial_fit``, ``partial_fit_transform`` and
