@@ -47,8 +47,13 @@ def true_stats(t, n_batches):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a shorter stream")
-    parser.add_argument("--out", default=".", help="folder for drift.png")
+    parser.add_argument(
+        "--out",
+        default=".",
+        help="folder for drift.png and drift_batch_stats.png (made if missing)",
+    )
     args = parser.parse_args()
+    pathlib.Path(args.out).mkdir(parents=True, exist_ok=True)
 
     n_batches = 60 if args.quick else 300
     batch_size = 64

@@ -18,7 +18,7 @@ scaling rule).  The running statistics use ``momentum = 1 - batch_size /
 256``, an average over about 256 samples at every batch size.  It prints the
 final validation accuracy (inference mode) and saves ``small_batches.png``.
 
-Run it with ``python examples/small_batches.py`` (about 30 s on two cores;
+Run it with ``python examples/small_batches.py`` (about 50 s on two cores;
 ``--quick`` for a smoke test).
 """
 
@@ -39,8 +39,11 @@ def ramp_renorm(model, step, total):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few seconds' run")
-    parser.add_argument("--out", default=".", help="folder for small_batches.png")
+    parser.add_argument(
+        "--out", default=".", help="folder for small_batches.png (made if missing)"
+    )
     args = parser.parse_args()
+    pathlib.Path(args.out).mkdir(parents=True, exist_ok=True)
 
     if args.quick:
         batch_sizes, epochs, seeds = [4, 64], 1, [0]
