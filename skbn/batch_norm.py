@@ -338,6 +338,11 @@ class BatchNormalizer(
         array([[-1., -1.],
                [ 1.,  1.]])
         """
+        if sample_weight is None and self._small_input(X):
+            self._check_params()
+            out = self._small_fit_transform(X)
+            if out is not None:
+                return out
         if _dask.is_dask(X) or _dispatch.on_cuda(self.device, X):
             # The lazy (dask) and device (CUDA) paths keep their own transform.
             return self.fit(X, sample_weight=sample_weight).transform(X)
@@ -406,6 +411,18 @@ class BatchNormalizer(
         """
         d = self.__dict__
         return (
+            self._small_input(X)
+            and "running_mean_" in d
+            and "feature_names_in_" not in d
+            and d.get("_ndim") == 2
+            and d.get("_axes") == (1,)
+            and X.shape[1] == d["n_features_in_"]
+            and self.axis == d["_fit_axis"]
+        )
+
+    def _small_input(self, X: Any) -> TypeGuard[np.ndarray]:
+        """The part of :meth:`_small` that does not depend on fitted state."""
+        return (
             type(X) is np.ndarray
             and X.ndim == 2
             and X.dtype.type in FLOAT_TYPES
@@ -413,12 +430,8 @@ class BatchNormalizer(
             and X.flags.c_contiguous
             and 0 < X.size < _SMALL_ELEMENTS
             and X.size < _config.MIN_PARALLEL_ELEMENTS
-            and "running_mean_" in d
-            and "feature_names_in_" not in d
-            and d.get("_ndim") == 2
-            and d.get("_axes") == (1,)
-            and X.shape[1] == d["n_features_in_"]
-            and self.axis == d["_fit_axis"]
+            and type(self.axis) is int
+            and self.axis in (-1, 1)
             and self.device != "cuda"
             and not self.track_batch_stats
             and self.renorm is None
@@ -451,7 +464,7 @@ class BatchNormalizer(
             # Numba types every argument, also the unused one: a writable
             # array of X's dtype (X itself may be read-only).
             _NO_OUT[X.dtype.type] if out is None else out,
-            out is not None,
+            0 if out is None else 1,
         )
         if not ok:
             return False
@@ -459,6 +472,45 @@ class BatchNormalizer(
         self.n_samples_seen_ += X.shape[0]
         self.n_batches_seen_ += 1
         return True
+
+    def _small_fit_transform(self, X: np.ndarray) -> np.ndarray | None:
+        """``fit_transform`` of a small batch in one compiled call, with the
+        state that ``fit`` leaves (see ``_update``); None, with nothing
+        changed, when the batch holds NaN or infinity."""
+        d = X.shape[1]
+        # Computed before anything is assigned: a bad gamma raises here.
+        gamma = feature_vector(self.gamma, d, "gamma")
+        beta = feature_vector(self.beta, d, "beta")
+        if not self.scale:
+            gamma = np.ones(d)
+        if not self.center:
+            beta = np.zeros(d)
+        m = -1.0 if self.momentum is None else float(self.momentum)
+        out = np.empty_like(X)
+        ok, mean, var, seen = cpu.small_train(
+            X,
+            _moments._block_rows(d, X.itemsize),
+            np.zeros(d),
+            np.ones(d),
+            np.zeros(d),
+            m,
+            (gamma, beta, float(self.eps), bool(self.scale), bool(self.center)),
+            out,
+            2,
+        )
+        if not ok:
+            return None
+        self._reset()
+        self.__dict__.pop("feature_names_in_", None)
+        self.n_features_in_ = d
+        self._axes = (1,)
+        self._fit_axis = self.axis
+        self._ndim = 2
+        self.gamma_, self.beta_ = gamma, beta
+        self.running_mean_, self.running_var_, self._seen = mean, var, seen
+        self.n_samples_seen_ = X.shape[0]
+        self.n_batches_seen_ = 1
+        return out
 
     def _update(
         self, X: Any, sample_weight: Any, normalize: bool = False

@@ -78,7 +78,8 @@ def test_small_path_is_taken_for_a_small_batch(rng, monkeypatch):
     )
     est.partial_fit(X)
     est.partial_fit_transform(X)
-    assert len(calls) == 2
+    BatchNormalizer().fit_transform(X)
+    assert len(calls) == 3
     assert not est._small(np.asfortranarray(X))
     assert not est._small(X[:, :10])
     assert not est._small(rng.normal(size=(10_000, 64)))
@@ -157,3 +158,68 @@ def test_big_endian_input_works_on_every_path(rng, dtype):
     assert_array_equal(
         GroupNormalizer(4).fit_transform(X), GroupNormalizer(4).fit_transform(native)
     )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"momentum": None, "gamma": 2.0, "beta": 0.5},
+        {"center": False, "scale": False, "gamma": 3.0},
+        {"axis": 1, "eps": 1e-2},
+    ],
+)
+@pytest.mark.parametrize("before", ["unfitted", "fitted", "other width", "named"])
+def test_small_fit_transform_is_bit_identical_to_the_general_path(
+    rng, monkeypatch, dtype, shape, params, before
+):
+    pd = pytest.importorskip("pandas") if before == "named" else None
+    X = (rng.normal(3.0, 2.0, size=shape) * 7).astype(dtype)
+    X[:, -1] = 1e3  # a constant column far from zero
+
+    def prepared():
+        est = BatchNormalizer(**params)
+        if before == "fitted":
+            est.partial_fit(rng.normal(size=shape)).partial_fit(X)
+        elif before == "other width":
+            est.fit(np.ones((3, shape[1] + 1)))
+        elif before == "named":
+            cols = [f"c{j}" for j in range(shape[1])]
+            est.fit(pd.DataFrame(X.astype(np.float64), columns=cols))
+        return est
+
+    state = rng.bit_generator.state
+    fast = prepared()
+    got = fast.fit_transform(X)
+    rng.bit_generator.state = state
+    monkeypatch.setattr(bn_module, "_SMALL_ELEMENTS", 0)
+    general = prepared()
+    want = general.fit_transform(X)
+    assert got.dtype == want.dtype == dtype
+    assert_array_equal(got, want)
+    assert _state(fast) == _state(general)
+    assert_array_equal(got[:, -1], fast.beta_[-1])
+
+
+def test_small_fit_transform_errors_leave_the_state(rng):
+    X = rng.normal(size=(32, 8 * 8))
+    est = BatchNormalizer().fit(X)
+    est.set_params(gamma=np.ones(3))  # wrong length: fit raises
+    before = _state(est)
+    with pytest.raises(ValueError, match="gamma"):
+        est.fit_transform(X)
+    assert _state(est) == before
+    est.set_params(gamma=1.0, center=False, beta=[1.0, 2.0])
+    before = _state(est)
+    with pytest.raises(ValueError, match="beta"):
+        est.fit_transform(X)  # checked even when center=False drops it
+    assert _state(est) == before
+    bad = X.copy()
+    bad[1, 2] = np.inf
+    est.set_params(beta=0.0)
+    before = _state(est)
+    with pytest.raises(ValueError, match="infinity in feature 2"):
+        est.fit_transform(bad)
+    assert _state(est) == before

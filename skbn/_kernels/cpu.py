@@ -500,9 +500,11 @@ def population_var(m2, count):
 def small_train(
     x, block, running_mean, running_var, seen, momentum, params, out, normalize
 ):
-    """Batch moments, the running-statistics update and (with ``normalize``)
-    the batch normalized by its own statistics into ``out``.
+    """Batch moments, the running-statistics update and, with ``normalize``,
+    ``x`` normalized into ``out``.
 
+    ``normalize`` is 0 (no output), 1 (by the batch's own statistics: the
+    training mode) or 2 (by the updated running statistics: ``fit_transform``).
     ``params`` is ``(gamma, beta, eps, use_gamma, use_beta)``.  Returns
     ``ok, mean, var, seen``; ``ok`` is False when the batch holds a NaN or an
     infinity (the caller then takes the general path, which handles both) and
@@ -516,9 +518,12 @@ def small_train(
     )
     if normalize:
         gamma, beta, eps, use_gamma, use_beta = params
-        var = population_var(m2, count)
+        if normalize == 1:
+            shift, var = mean, population_var(m2, count)
+        else:
+            shift, var = new_mean, new_var
         scale, offset = coefficients(var, gamma, beta, eps, use_gamma, use_beta)
-        rows_affine_serial(x, mean, scale, offset, out, block)
+        rows_affine_serial(x, shift, scale, offset, out, block)
     return True, new_mean, new_var, new_seen
 
 
