@@ -473,18 +473,23 @@ class BatchNormalizer(
         self.n_batches_seen_ += 1
         return True
 
+    def _initial_affine(self, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+        """``gamma_`` and ``beta_`` as a fit starts them.  Both parameters are
+        checked even when ``scale=False`` / ``center=False`` drop them."""
+        gamma = feature_vector(self.gamma, n_features, "gamma")
+        beta = feature_vector(self.beta, n_features, "beta")
+        return (
+            gamma if self.scale else np.ones(n_features),
+            beta if self.center else np.zeros(n_features),
+        )
+
     def _small_fit_transform(self, X: np.ndarray) -> np.ndarray | None:
         """``fit_transform`` of a small batch in one compiled call, with the
         state that ``fit`` leaves (see ``_update``); None, with nothing
         changed, when the batch holds NaN or infinity."""
         d = X.shape[1]
         # Computed before anything is assigned: a bad gamma raises here.
-        gamma = feature_vector(self.gamma, d, "gamma")
-        beta = feature_vector(self.beta, d, "beta")
-        if not self.scale:
-            gamma = np.ones(d)
-        if not self.center:
-            beta = np.zeros(d)
+        gamma, beta = self._initial_affine(d)
         m = -1.0 if self.momentum is None else float(self.momentum)
         out = np.empty_like(X)
         ok, mean, var, seen = cpu.small_train(
@@ -542,14 +547,12 @@ class BatchNormalizer(
         if first:
             # Everything is computed before anything is assigned, so a failure
             # (a bad gamma, say) leaves no half-fitted estimator behind.
-            gamma = feature_vector(self.gamma, n_features, "gamma")
-            beta = feature_vector(self.beta, n_features, "beta")
+            gamma, beta = self._initial_affine(n_features)
             self.n_features_in_ = n_features
             self._axes = axes
             self._fit_axis = self.axis
             self._ndim = X.ndim
-            self.gamma_ = gamma if self.scale else np.ones(n_features)
-            self.beta_ = beta if self.center else np.zeros(n_features)
+            self.gamma_, self.beta_ = gamma, beta
             self.running_mean_ = np.zeros(n_features)
             self.running_var_ = np.ones(n_features)
             self._seen = np.zeros(n_features)
