@@ -35,9 +35,7 @@ class Moments(NamedTuple):
     @property
     def var(self):
         """Biased (population) variance; 0 where the count is 0."""
-        return np.divide(
-            self.m2, self.count, out=np.zeros_like(self.m2), where=self.count > 0
-        )
+        return cpu.population_var(self.m2, self.count)
 
 
 def _pick(parallel, serial, n_elements):
@@ -216,8 +214,15 @@ def ema_update(running_mean, running_var, seen, batch, momentum):
     mean, var, seen : ndarray
         New arrays; the inputs are not modified.
     """
-    m = -1.0 if momentum is None else float(momentum)
-    return cpu.ema_update(running_mean, running_var, seen, *batch, m)
+    return cpu.ema_update(
+        running_mean, running_var, seen, *batch, momentum_code(momentum)
+    )
+
+
+def momentum_code(momentum):
+    """``momentum`` as the kernels take it: a float, ``-1.0`` for ``None``
+    (pooled statistics, see :func:`skbn._kernels.cpu.ema_update`)."""
+    return -1.0 if momentum is None else float(momentum)
 
 
 def affine(layout, shift, scale, offset, out=None, feature_names=None):

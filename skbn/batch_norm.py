@@ -439,32 +439,32 @@ class BatchNormalizer(
             and _moments._fold(X.shape[0], X.shape[1]) == 1
         )
 
-    def _small_params(self) -> tuple[Any, ...]:
-        return (
-            self.gamma_,
-            self.beta_,
-            float(self.eps),
-            bool(self.scale),
-            bool(self.center),
-        )
+    def _affine_params(
+        self, gamma: np.ndarray, beta: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, float, bool, bool]:
+        """The arguments after ``var`` of :func:`skbn._kernels.cpu.coefficients`."""
+        return gamma, beta, float(self.eps), bool(self.scale), bool(self.center)
 
-    def _small_train(self, X: np.ndarray, out: np.ndarray | None) -> bool:
+    def _small_train(
+        self, X: np.ndarray, out: np.ndarray | None, by_running: bool = False
+    ) -> bool:
         """Fold the batch ``X`` into the running statistics and, given
-        ``out``, write the batch normalized by its own statistics there.
-        False (and nothing changed) when the batch holds NaN or infinity."""
-        m = -1.0 if self.momentum is None else float(self.momentum)
+        ``out``, write ``X`` normalized there: by the batch's own statistics
+        (training mode) or, with ``by_running``, by the updated running ones
+        (``fit_transform``).  False, and nothing changed, when the batch holds
+        NaN or infinity."""
         ok, mean, var, seen = cpu.small_train(
             X,
             _moments._block_rows(X.shape[1], X.itemsize),
             self.running_mean_,
             self.running_var_,
             self._seen,
-            m,
-            self._small_params(),
+            _moments.momentum_code(self.momentum),
+            self._affine_params(self.gamma_, self.beta_),
             # Numba types every argument, also the unused one: a writable
             # array of X's dtype (X itself may be read-only).
             _NO_OUT[X.dtype.type] if out is None else out,
-            0 if out is None else 1,
+            0 if out is None else (2 if by_running else 1),
         )
         if not ok:
             return False
@@ -483,39 +483,34 @@ class BatchNormalizer(
             beta if self.center else np.zeros(n_features),
         )
 
-    def _small_fit_transform(self, X: np.ndarray) -> np.ndarray | None:
-        """``fit_transform`` of a small batch in one compiled call, with the
-        state that ``fit`` leaves (see ``_update``); None, with nothing
-        changed, when the batch holds NaN or infinity."""
-        d = X.shape[1]
-        # Computed before anything is assigned: a bad gamma raises here.
-        gamma, beta = self._initial_affine(d)
-        m = -1.0 if self.momentum is None else float(self.momentum)
-        out = np.empty_like(X)
-        ok, mean, var, seen = cpu.small_train(
-            X,
-            _moments._block_rows(d, X.itemsize),
-            np.zeros(d),
-            np.ones(d),
-            np.zeros(d),
-            m,
-            (gamma, beta, float(self.eps), bool(self.scale), bool(self.center)),
-            out,
-            2,
-        )
-        if not ok:
-            return None
-        self._reset()
-        self.__dict__.pop("feature_names_in_", None)
-        self.n_features_in_ = d
-        self._axes = (1,)
+    def _start(self, n_features: int, axes: tuple[int, ...], ndim: int) -> None:
+        """The fitted state of a fit before its first batch is folded in.
+
+        ``gamma_`` and ``beta_`` are checked first, so that a bad one raises
+        before anything is assigned.
+        """
+        gamma, beta = self._initial_affine(n_features)
+        self.n_features_in_ = n_features
+        self._axes = axes
         self._fit_axis = self.axis
-        self._ndim = 2
+        self._ndim = ndim
         self.gamma_, self.beta_ = gamma, beta
-        self.running_mean_, self.running_var_, self._seen = mean, var, seen
-        self.n_samples_seen_ = X.shape[0]
-        self.n_batches_seen_ = 1
-        return out
+        self.running_mean_ = np.zeros(n_features)
+        self.running_var_ = np.ones(n_features)
+        self._seen = np.zeros(n_features)
+        self.n_samples_seen_ = 0
+        self.n_batches_seen_ = 0
+
+    def _small_fit_transform(self, X: np.ndarray) -> np.ndarray | None:
+        """``fit_transform`` of a small batch: ``fit``'s reset and start,
+        then one compiled call.  None when the batch holds NaN or infinity;
+        the general path then resets again and handles it."""
+        self._reset()
+        # What validate_X does on a fit from a plain ndarray.
+        self.__dict__.pop("feature_names_in_", None)
+        self._start(X.shape[1], (1,), 2)
+        out = np.empty_like(X)
+        return out if self._small_train(X, out, by_running=True) else None
 
     def _update(
         self, X: Any, sample_weight: Any, normalize: bool = False
@@ -545,19 +540,7 @@ class BatchNormalizer(
             names = getattr(self, "feature_names_in_", None)
             batch = _moments.moments(layout, w, names)
         if first:
-            # Everything is computed before anything is assigned, so a failure
-            # (a bad gamma, say) leaves no half-fitted estimator behind.
-            gamma, beta = self._initial_affine(n_features)
-            self.n_features_in_ = n_features
-            self._axes = axes
-            self._fit_axis = self.axis
-            self._ndim = X.ndim
-            self.gamma_, self.beta_ = gamma, beta
-            self.running_mean_ = np.zeros(n_features)
-            self.running_var_ = np.ones(n_features)
-            self._seen = np.zeros(n_features)
-            self.n_samples_seen_ = 0
-            self.n_batches_seen_ = 0
+            self._start(n_features, axes, X.ndim)
         mean, var, seen = _moments.ema_update(
             self.running_mean_, self.running_var_, self._seen, batch, self.momentum
         )
@@ -666,9 +649,7 @@ class BatchNormalizer(
     # -- applying -----------------------------------------------------------------
 
     def _coefficients(self, var: np.ndarray) -> Any:
-        return cpu.coefficients(
-            var, self.gamma_, self.beta_, float(self.eps), self.scale, self.center
-        )
+        return cpu.coefficients(var, *self._affine_params(self.gamma_, self.beta_))
 
     def _apply(self, layout: Any, mean: np.ndarray, var: np.ndarray, out: Any) -> Any:
         scale, offset = self._coefficients(var)
@@ -732,7 +713,7 @@ class BatchNormalizer(
                 _moments._block_rows(X.shape[1], X.itemsize),
                 self.running_mean_,
                 self.running_var_,
-                self._small_params(),
+                self._affine_params(self.gamma_, self.beta_),
                 out,
             )
             if math.isfinite(flag):

@@ -489,11 +489,15 @@ segments_affine_serial = _serial_twin(segments_affine, "segments_affine_serial")
 
 @njit(**{**_JIT, "fastmath": False})
 def population_var(m2, count):
-    """``m2 / count``, exactly as ``Moments.var`` computes it (count > 0)."""
-    out = np.empty_like(m2)
-    for j in range(m2.shape[0]):
-        out[j] = m2[j] / count[j] if count[j] > 0.0 else 0.0
-    return out
+    """``m2 / count``, 0 where the count is 0: the biased variance of
+    moments of any shape (``Moments.var`` and the small-batch kernels).
+    Exact IEEE division, no fastmath."""
+    flat_m2 = m2.ravel()
+    flat_n = count.ravel()
+    out = np.empty(flat_m2.size)
+    for j in range(flat_m2.size):
+        out[j] = flat_m2[j] / flat_n[j] if flat_n[j] > 0.0 else 0.0
+    return out.reshape(m2.shape)
 
 
 @njit(**_JIT)
