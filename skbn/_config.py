@@ -16,10 +16,14 @@ the read-only case.
 # ``reassoc`` lets LLVM vectorize the per-segment sums; ``contract`` allows FMA.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
-# Rows layout (n_rows, n_features): a block of rows is read twice (sum, then
-# squared deviations from the block mean) while it sits in the L2 cache, so the
-# two-pass algorithm costs one pass over memory.  Bytes per block:
-ROW_BLOCK_BYTES = 64 * 1024
+# Rows layout (n_rows, n_features): a block of rows is reduced in one pass of
+# shifted sums and, in the rare case the exactness guard fires, read a second
+# time while it still sits in the L2 cache.  Each block ends with a merge per
+# feature (a division and a few multiplies), so on wide rows a block must hold
+# many rows for the merge to cost little: with 1024 float32 features, 64 KiB
+# blocks (16 rows) made fit 1.5x slower than 256 KiB (64 rows) did
+# (benchmarks/README.md).  Bytes per block:
+ROW_BLOCK_BYTES = 256 * 1024
 # Fewest rows in a block, for very wide data.
 MIN_BLOCK_ROWS = 4
 
