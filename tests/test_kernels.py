@@ -116,6 +116,26 @@ def test_rows_moments(rng, kernel, shape, dtype):
 
 @pytest.mark.parametrize("kernel", twins("rows_moments"))
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [2, 16, 17, 40])
+def test_rows_moments_first_rows_far_from_the_rest(rng, kernel, dtype, n):
+    # The first block's shift is the mean of its first 16 rows (fewer in a
+    # shorter block).  First rows unlike the rest (an outlier first row; the
+    # first 16 rows 1e5 away) make it a poor shift; the moments must still
+    # match the two-pass reference, for blocks shorter and longer than 16.
+    x = make_data(rng, (n, 6), dtype)
+    outlier = x.copy()
+    outlier[0] += dtype(1e4)
+    offset = x.copy()
+    offset[: min(n - 1, 16)] += dtype(1e5)
+    for data in (outlier, offset):
+        ref = naive.moments(data, axis=-1)
+        for block in (1000, 5):
+            got = kernel(data, block, 1)
+            assert_moments_match(got, ref, magnitude(data))
+
+
+@pytest.mark.parametrize("kernel", twins("rows_moments"))
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_rows_moments_constant_column_is_exact(kernel, dtype):
     # The constant's mean is the constant and M2 is exactly 0 (no residue).
     for c in (1e3, 0.1, 1 / 3, -12345.678):
