@@ -22,7 +22,8 @@ is the least compiled work, one dispatch of one Numba function that makes one
 pass of shifted sums and writes the affine output (no accuracy guard, no
 running statistics), plus the layer scikit-learn puts around every
 ``fit_transform`` (its ``set_output`` wrapper), timed on a transformer whose
-``fit_transform`` returns its input.
+``fit_transform`` returns its input; and the same with skbn's ``atomic``
+layer, which every ``BatchNormalizer`` call has.
 """
 
 import argparse
@@ -35,6 +36,7 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.preprocessing import StandardScaler
 
 from skbn import BatchNormalizer
+from skbn._validation import atomic
 
 _JIT = {"fastmath": True, "nogil": True}
 
@@ -99,6 +101,16 @@ class _Identity(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def fit(self, X, y=None):
         return self
 
+    def fit_transform(self, X, y=None):
+        return X
+
+
+class _AtomicIdentity(_Identity):
+    """The same, inside skbn's ``atomic`` (the estimator's lock and state
+    snapshot, so that an error leaves it as it was and concurrent calls are
+    applied one at a time): what every ``BatchNormalizer`` call pays."""
+
+    @atomic
     def fit_transform(self, X, y=None):
         return X
 
@@ -171,11 +183,13 @@ def small(rows, features, dtype, repeats, calls, threads):
     X = (np.random.default_rng(0).standard_normal((rows, features)) + 3.0).astype(dtype)
     bn = BatchNormalizer().fit(X)
     ident = _Identity().fit(X)
+    atomic_ident = _AtomicIdentity().fit(X)
     cases = {
         "skbn fit_transform": lambda: bn.fit_transform(X),
         "least compiled batch norm": lambda: least_batch_norm(X),
         "scikit-learn layer (identity)": lambda: ident.fit_transform(X),
         "plain Python call (identity)": lambda: _identity(X),
+        "... and atomic (identity)": lambda: atomic_ident.fit_transform(X),
     }
     torch_ft = _torch_fit_transform(threads)
     if torch_ft is not None:
@@ -183,15 +197,20 @@ def small(rows, features, dtype, repeats, calls, threads):
     t = interleaved(cases, repeats, calls)
     layer = t["scikit-learn layer (identity)"] - t["plain Python call (identity)"]
     floor = t["least compiled batch norm"] + layer
+    guarded = t["least compiled batch norm"] + (
+        t["... and atomic (identity)"] - t["plain Python call (identity)"]
+    )
     print(f"\n{rows} x {features} {dtype}, {threads} threads, ", end="")
     print(f"median of {repeats} rounds of {calls} calls")
     for k, v in t.items():
         _line(k, v * 1e6, "us")
     _line("floor (compiled + layer)", floor * 1e6, "us")
+    _line("floor with atomic", guarded * 1e6, "us")
     if "torch fit_transform" in t:
         pt = t["torch fit_transform"]
         _line("torch / skbn", pt / t["skbn fit_transform"], "x")
         _line("torch / floor (the most)", pt / floor, "x")
+        _line("torch / floor with atomic", pt / guarded, "x")
 
 
 def main():

@@ -29,3 +29,4 @@ def test_floor_loops_do_the_work(shape, dtype):
 def test_identity_transformer_returns_its_input():
     x = np.ones((3, 2))
     assert floors._Identity().fit_transform(x) is x
+    assert floors._AtomicIdentity().fit_transform(x) is x
