@@ -21,7 +21,7 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # time while it still sits in the L2 cache.  Each block ends with a merge per
 # feature (a division and a few multiplies), so on wide rows a block must hold
 # many rows for the merge to cost little: with 1024 float32 features, 64 KiB
-# blocks (16 rows) made fit 1.5x slower than 256 KiB (64 rows) did
+# blocks (16 rows) made fit 1.4 to 1.5x slower than 256 KiB (64 rows) did
 # (benchmarks/README.md).  Bytes per block:
 ROW_BLOCK_BYTES = 256 * 1024
 # Fewest rows in a block, for very wide data.

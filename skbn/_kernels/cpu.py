@@ -121,8 +121,8 @@ _SHIFT_ROWS = 16
 
 @njit(inline="always", **_JIT)
 def _initial_shift(x, r0, r1, shift):
-    """The shift of a task's first block: its first row plus the mean offset
-    of up to ``_SHIFT_ROWS`` rows from it.
+    """The shift of a task's first block (rows ``r0:r1``): its first row plus
+    the mean offset of up to ``_SHIFT_ROWS`` of its rows from it.
 
     The first row alone is more than one standard deviation from the mean in
     about a third of the columns, and then the exactness guard of
@@ -137,9 +137,11 @@ def _initial_shift(x, r0, r1, shift):
         shift[j] = 0.0
     for r in range(r0 + 1, r0 + k):
         for j in range(d):
-            shift[j] += x[r, j] - x[r0, j]
+            # In float64: float32 values of opposite signs near the top of
+            # the range would overflow their difference.
+            shift[j] += float(x[r, j]) - float(x[r0, j])
     for j in range(d):
-        shift[j] = x[r0, j] + shift[j] / k
+        shift[j] = float(x[r0, j]) + shift[j] / k
 
 
 @njit(parallel=True, **_JIT)
@@ -172,7 +174,7 @@ def rows_moments(x, block, n_tasks):
         qa = m2[t]
         na = 0.0
         if b0 < b1:
-            _initial_shift(x, b0 * block, min(n, b1 * block), shift)
+            _initial_shift(x, b0 * block, min(n, (b0 + 1) * block), shift)
         for b in range(b0, b1):
             r0 = b * block
             r1 = min(n, r0 + block)
