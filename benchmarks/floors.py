@@ -27,15 +27,13 @@ layer, which every ``BatchNormalizer`` call has.
 """
 
 import argparse
-import time
 
 import numba
 import numpy as np
 from numba import njit, prange
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
-from sklearn.preprocessing import StandardScaler
 
-from skbn import BatchNormalizer
+from skbn import BatchNormalizer, _bench
 from skbn._config import FASTMATH
 from skbn._validation import atomic
 
@@ -139,18 +137,19 @@ def _line(label, value, unit=""):
     print(f"  {label:34s} {value:9.2f} {unit}")
 
 
-def interleaved(cases, repeats, calls):
-    """Median seconds per call of each case over ``repeats`` rounds."""
-    samples = {k: [] for k in cases}
-    for f in cases.values():  # warm-up: compilation, first-use allocations
-        f()
-    for _ in range(repeats):
-        for k, f in cases.items():
-            t0 = time.perf_counter()
-            for _ in range(calls):
-                f()
-            samples[k].append((time.perf_counter() - t0) / calls)
-    return {k: float(np.median(v)) for k, v in samples.items()}
+def _loop(f, calls):
+    def loop():
+        for _ in range(calls):
+            f()
+
+    return loop
+
+
+def interleaved(cases, repeats, calls=1):
+    """Median seconds per call of each case: :func:`skbn._bench.run` (the
+    interleaved rounds of ``skbn bench``), each sample a loop of ``calls``."""
+    loops = {k: _loop(f, calls) for k, f in cases.items()}
+    return {k: r.median / calls for k, r in _bench.run(loops, repeats).items()}
 
 
 def _torch_fit_transform(threads):
@@ -165,19 +164,16 @@ def _torch_fit_transform(threads):
 
 def large(shape, dtype, repeats, threads):
     X = np.random.default_rng(0).standard_normal(shape).astype(dtype)
-    bn = BatchNormalizer().fit(X)
+    # skbn and its peers exactly as `skbn bench` times them.
+    peers = _bench.cases(X, ("fit", "transform", "fit_transform"), threads)
+    wanted = ["skbn fit", "skbn transform", "skbn fit_transform"]
+    wanted += ["StandardScaler fit_transform", "torch fit_transform"]
     cases = {
         "one read (Numba sum)": lambda: one_read(X),
         "fresh copy (Numba)": lambda: copy_into(X, np.empty_like(X)),
-        "skbn fit": lambda: bn.fit(X),
-        "skbn transform": lambda: bn.transform(X),
-        "skbn fit_transform": lambda: bn.fit_transform(X),
-        "StandardScaler fit_transform": lambda: StandardScaler().fit_transform(X),
+        **{k: peers[k] for k in wanted if k in peers},
     }
-    torch_ft = _torch_fit_transform(threads)
-    if torch_ft is not None:
-        cases["torch fit_transform"] = lambda: torch_ft(X)
-    t = interleaved(cases, repeats, 1)
+    t = interleaved(cases, repeats)
     read, copy = t["one read (Numba sum)"], t["fresh copy (Numba)"]
     floor = read + copy
     print(f"\n{shape[0]} x {shape[1]} {dtype}, {threads} threads, median of {repeats}")
