@@ -13,6 +13,29 @@ from math import prod
 import numpy as np
 
 
+def check_axis(axis):
+    """Check that ``axis`` is an int or a non-empty tuple (or list) of ints.
+
+    Parameters
+    ----------
+    axis : object
+
+    Returns
+    -------
+    tuple of int
+        The axes as given (negative values not resolved).
+    """
+    if isinstance(axis, (int, np.integer)) and not isinstance(axis, bool):
+        return (axis,)
+    if not isinstance(axis, (tuple, list)) or not all(
+        isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in axis
+    ):
+        raise TypeError(f"axis must be an int or a tuple of ints; got {axis!r}.")
+    if len(axis) == 0:
+        raise ValueError("axis must name at least one feature axis; got axis=().")
+    return tuple(axis)
+
+
 def normalize_axis(axis, ndim):
     """Return the feature axes as a sorted tuple of non-negative ints.
 
@@ -29,13 +52,9 @@ def normalize_axis(axis, ndim):
     """
     if type(axis) is int and -ndim <= axis < ndim and ndim > 1:
         return (axis % ndim,)  # the common case, fast
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-    if len(axes) == 0:
-        raise ValueError("axis must name at least one feature axis; got axis=().")
+    axes = check_axis(axis)
     out = []
     for a in axes:
-        if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
-            raise TypeError(f"axis must be an int or a tuple of ints; got {axis!r}.")
         if not -ndim <= a < ndim:
             raise ValueError(
                 f"axis={axis!r} is out of bounds for X with {ndim} dimensions."

@@ -14,11 +14,12 @@ from sklearn.utils.validation import check_is_fitted
 from . import _config, _dask, _dispatch, _moments, _monitor, functional
 from ._interop import InteropMixin
 from ._kernels import cpu
-from ._layout import Layout
+from ._layout import Layout, check_axis
 from ._state import StateMixin
 from ._validation import (
     FLOAT_TYPES,
     atomic,
+    check_fitted_vectors,
     feature_vector,
     validate_sample_weight,
     validate_X,
@@ -28,6 +29,16 @@ from ._validation import (
 # BatchNormalizer._small); larger ones are bound by memory, not by overhead.
 _SMALL_ELEMENTS = 1 << 17
 _NO_OUT = {t: np.empty((0, 0), t) for t in (np.float32, np.float64)}
+
+
+def _typed(value: Any) -> Any:
+    """``value`` with the type of each part, as a key that compares equal
+    only to the same setting: ``1 == 1.0 == True`` in Python, but ``axis=1.0``
+    or ``center=1`` must be validated again.  Lists become tuples, so that a
+    list changed in place after validation does not compare equal."""
+    if isinstance(value, (tuple, list)):
+        return (type(value), tuple(_typed(v) for v in value))
+    return (type(value), value)
 
 
 class BatchNormalizer(
@@ -238,22 +249,25 @@ class BatchNormalizer(
         Full validation costs ~30 µs, as much as normalizing a small batch, so
         a streaming loop pays it only when a parameter changed.
         """
-        key = (
-            self.momentum,
-            self.eps,
-            self.axis,
-            self.center,
-            self.scale,
-            self.copy,
-            self.device,
-            self.track_batch_stats,
-            self.max_batch_stats,
-            self.renorm,
-            self.virtual_batch_size,
+        key = _typed(
+            (
+                self.momentum,
+                self.eps,
+                self.axis,
+                self.center,
+                self.scale,
+                self.copy,
+                self.device,
+                self.track_batch_stats,
+                self.max_batch_stats,
+                self.renorm,
+                self.virtual_batch_size,
+            )
         )
         if getattr(self, "_checked_params", None) == key:
             return
         self._validate_params()
+        check_axis(self.axis)
         functional._check_renorm(self.renorm)
         _dispatch.check_device(self.device)
         self._checked_params = key
@@ -385,6 +399,8 @@ class BatchNormalizer(
         >>> bn.n_batches_seen_, bn.n_samples_seen_
         (2, 8)
         """
+        if "running_mean_" in self.__dict__:
+            check_fitted_vectors(self)
         if sample_weight is None and self._small(X):
             self._check_params()
             if self._small_train(X, None):
@@ -598,6 +614,8 @@ class BatchNormalizer(
         >>> bn.running_mean_  # 0.9 * 1 + 0.1 * 11
         array([2.])
         """
+        if "running_mean_" in self.__dict__:
+            check_fitted_vectors(self)
         if sample_weight is None and self._small(X):
             self._check_params()
             out = np.empty_like(X)
@@ -705,6 +723,9 @@ class BatchNormalizer(
         array([[0.],
                [2.]])
         """
+        if "running_mean_" in self.__dict__:
+            # Before any kernel reads them (a training loop may assign them).
+            check_fitted_vectors(self)
         if (self.copy if copy is None else copy) and self._small(X):
             self._check_params()
             out = np.empty_like(X)
@@ -750,6 +771,7 @@ class BatchNormalizer(
         True
         """
         layout, out = self._prepare(X, copy)
+        check_fitted_vectors(self)
         scale, offset = self._coefficients(self.running_var_)
         if not np.all(scale != 0):
             zero = np.flatnonzero(scale == 0)

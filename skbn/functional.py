@@ -152,11 +152,19 @@ def _check_renorm(renorm: Any) -> Any:
     return float(r_max), float(d_max)
 
 
-def _check_virtual_batch_size(vbs: Any, n_samples: Any) -> Any:
+def _check_virtual_batch_size(vbs: Any, n_samples: Any, axes: Any) -> Any:
+    """Validate ``virtual_batch_size`` for a batch of ``n_samples`` samples
+    along axis 0 with feature axes ``axes``; return it as an int, or None."""
     if vbs is None:
         return None
     if isinstance(vbs, bool) or not isinstance(vbs, Integral):
         raise TypeError(f"virtual_batch_size must be None or an int; got {vbs!r}.")
+    if 0 in axes:
+        raise ValueError(
+            "virtual_batch_size splits the samples along axis 0, but axis 0 is a "
+            f"feature axis here (feature axes {tuple(axes)}); drop "
+            "virtual_batch_size or choose another axis."
+        )
     if vbs < 1 or n_samples % vbs:
         raise ValueError(
             f"virtual_batch_size={vbs} must be a positive divisor of the number "
@@ -169,9 +177,9 @@ def _param(value: Any, n: Any, name: Any) -> Any:
     """A ``gamma``/``beta`` argument as a float64 vector of ``n`` values (or None)."""
     if value is None:
         return None
-    if isinstance(value, str) or np.asarray(value).dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be None, a float or an array of floats.")
-    return feature_vector(value, n, name)
+    return feature_vector(
+        value, n, name, expected="None, a float or one float per feature"
+    )
 
 
 def _running(
@@ -199,6 +207,10 @@ def _running(
         vec = arr.astype(np.float64).reshape(-1)
         if not np.isfinite(vec).all():
             raise ValueError(f"{name} must be finite.")
+        if name == "running_var" and not (vec >= 0).all():
+            raise ValueError(
+                f"running_var must be non-negative; got {float(vec.min())!r}."
+            )
         out.append(vec)
     if (out[1] < 0).any():
         raise ValueError("running_var must be non-negative.")
@@ -346,7 +358,7 @@ def _train_normalize(
         The normalized batch, in the input's shape.
     """
     n = layout.shape[0]
-    vbs = _check_virtual_batch_size(virtual_batch_size, n)
+    vbs = _check_virtual_batch_size(virtual_batch_size, n, axes)
     if layout.transposed:
         # Ghost batches must be slices of the outer axis: use C order.
         layout = Layout(np.ascontiguousarray(layout.restore(layout.x3)), axes)
@@ -575,12 +587,7 @@ def batch_norm_forward(
         mean = running[0][None]
         var = running[1][None]
     else:
-        if 0 in axes and virtual_batch_size is not None:
-            raise ValueError(
-                "virtual_batch_size splits axis 0, but axis 0 is a feature axis "
-                f"here (axis={axis!r})."
-            )
-        vbs = _check_virtual_batch_size(virtual_batch_size, x.shape[0])
+        vbs = _check_virtual_batch_size(virtual_batch_size, x.shape[0], axes)
         if renorm is not None and running is None:
             raise ValueError(
                 "renorm needs the running statistics: pass running_mean and "
