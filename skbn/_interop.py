@@ -27,6 +27,7 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from ._layout import normalize_axis
+from ._validation import check_fitted_vectors
 
 # Data dimensions each torch module expects (its default when ambiguous).
 _TORCH_NDIM = {"BatchNorm1d": 2, "BatchNorm2d": 4, "BatchNorm3d": 5}
@@ -127,6 +128,7 @@ class InteropMixin:
         True
         """
         check_is_fitted(self, "running_mean_")
+        check_fitted_vectors(self)
         torch = _import_torch("to_torch_state_dict")
         state = {}
         if self.scale or self.center:
@@ -164,6 +166,7 @@ class InteropMixin:
         ('BatchNorm2d', 0.09999999999999998)
         """
         check_is_fitted(self, "running_mean_")
+        check_fitted_vectors(self)
         torch = _import_torch("to_torch_module")
         if self._ndim > 5 or self._axes != (1,):
             raise ValueError(
@@ -278,6 +281,7 @@ class InteropMixin:
         [array([1.]), array([2.]), array([1.])]
         """
         check_is_fitted(self, "running_mean_")
+        check_fitted_vectors(self)
         gamma, beta = self._effective_affine()
         weights = [gamma.copy()] if self.scale else []
         weights += [beta.copy()] if self.center else []
