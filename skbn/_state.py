@@ -13,13 +13,12 @@ parameter, or arrays of the wrong shape all raise ``ValueError``.
 import json
 import os
 import re
-import tempfile
 import zipfile
 import zlib
 
 import numpy as np
 
-from . import _monitor
+from . import _monitor, _npy
 from ._layout import normalize_axis
 
 FORMAT = "skbn-state"
@@ -186,18 +185,17 @@ def _encode(value, key, arrays):
 
 
 def _write_atomic(path, arrays):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
-    )
+    # The temporary file has the mode a plain open() would give, and is
+    # removed if the write fails or a signal ends the CLI (skbn._npy).
+    fd, tmp = _npy.create_temp(path, ".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             # A file object keeps np.savez from appending ".npz" to the name.
             np.savez(f, **arrays)
-        os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        _npy.discard(tmp)
         raise
+    _npy.publish(tmp, path)
 
 
 # -- reading --------------------------------------------------------------------
@@ -306,7 +304,7 @@ def _check_member_size(archive, name):
             raise ValueError(f"its member {name!r} has .npy version {version}.")
         try:
             shape, _, dtype = read_header(f)
-        except (ValueError, SyntaxError, TypeError) as exc:
+        except _npy.HEADER_ERRORS as exc:
             raise ValueError(
                 f"its member {name!r} has a malformed header: {exc}"
             ) from None
