@@ -162,6 +162,11 @@ class NpyReader:
                 raise ValueError(
                     f"{self.path} is not a readable .npy file: {exc}"
                 ) from None
+            if any(n < 0 for n in self.shape):
+                raise ValueError(
+                    f"{self.path} is not a readable .npy file: its header's "
+                    f"shape {self.shape} has a negative dimension."
+                )
             self.offset = f.tell()
             size = f.seek(0, os.SEEK_END)
         if self.dtype.hasobject or self.dtype.kind not in "biuf":

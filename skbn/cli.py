@@ -306,7 +306,9 @@ def _run_bench(args: argparse.Namespace) -> int:
         try:
             X = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
             X = X.astype(args.dtype, copy=False) + 3.0
-        except MemoryError:
+        except (MemoryError, ValueError):
+            # ValueError: NumPy's "array is too big" for a size past the
+            # address space.
             dims = "x".join(map(str, shape))
             return _bench_usage(f"--shape {dims} does not fit in memory")
         results = _bench.run(
