@@ -212,3 +212,31 @@ def test_accepted_keras_weights_save_and_load(tmp_path, n, var, mean, center, sc
     X = np.full((2, n), 1.0)
     np.testing.assert_array_equal(back.transform(X), bn.transform(X))
     np.testing.assert_array_equal(back.running_var_, bn.running_var_)
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    seen=st.integers(0, 2**62),
+    batches=st.integers(0, 2**62),
+    var=st.floats(0, 1e300),
+    mean=st.floats(-1e300, 1e300),
+)
+def test_whatever_load_accepts_saves_and_loads_again(
+    tmp_path, seen, batches, var, mean
+):
+    meta, arrays = _good(tmp_path)
+    meta["attributes"]["n_samples_seen_"] = seen
+    meta["attributes"]["n_batches_seen_"] = batches
+    arrays["attributes.running_var_"] = np.full(3, var)
+    arrays["attributes.running_mean_"] = np.full(3, mean)
+    _write(tmp_path / "edited.npz", meta, arrays)
+    first = BatchNormalizer.load(tmp_path / "edited.npz")
+    first.save(tmp_path / "again.npz")
+    second = BatchNormalizer.load(tmp_path / "again.npz")
+    for key in ("n_samples_seen_", "n_batches_seen_", "running_var_", "running_mean_"):
+        np.testing.assert_array_equal(getattr(second, key), getattr(first, key))
+    np.testing.assert_array_equal(second.transform(_X), first.transform(_X))
