@@ -65,6 +65,13 @@ def from_statistics(cls, params, mean, var, gamma, beta, *, n_batches, ndim):
     est._validate_params()
     mean = np.array(mean, dtype=np.float64).reshape(-1)
     n = mean.shape[0]
+    if n < 1:
+        # An estimator of no features could not transform anything, and its
+        # own state file would not load.
+        raise ValueError(
+            "the running mean must hold at least one value (one per feature); "
+            "got an empty array."
+        )
     mean = _vector(mean, n, "the running mean")
     var = _vector(var, n, "the running variance")
     if np.any(var < 0):

@@ -12,8 +12,10 @@ renamed onto the target only when complete, so a failed or interrupted run
 never leaves a half-written file under the requested name.
 """
 
+import errno
 import os
 import tempfile
+import tokenize
 from math import prod
 
 import numpy as np
@@ -21,6 +23,107 @@ import numpy as np
 # Bytes of input per batch when the caller does not choose: large enough that
 # the per-call overhead vanishes, small enough for any machine.
 BATCH_BYTES = 16 << 20
+
+# What np.lib.format raises on a malformed header: besides ValueError, the
+# tokenizer and parser it runs on the header text raise their own errors
+# (tokenize.TokenError on an unclosed bracket, found by adversarial tests).
+HEADER_ERRORS = (
+    ValueError,
+    SyntaxError,
+    TypeError,
+    tokenize.TokenError,
+    RecursionError,
+)
+
+# Temporary files being written, so that a signal handler (see skbn.cli) can
+# remove them before the process exits: the interrupted output never appears.
+_LIVE: set[str] = set()
+
+
+def _umask():
+    """The process' umask, read without changing it where the OS allows."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def check_output(path):
+    """Raise ``IsADirectoryError`` naming ``path`` if it is a directory.
+
+    Checked before any work, so that ``-o some_dir`` fails at once and with
+    the name the user gave, not the temporary file's.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+
+
+def create_temp(path, suffix):
+    """Create and open an empty temporary file next to ``path``.
+
+    Its mode is what ``open(path, "w")`` would give (``0o666`` less the
+    umask), not ``mkstemp``'s private ``0o600``: the output is renamed onto
+    ``path`` and must be as readable as any file the user writes.
+
+    Returns
+    -------
+    fd : int
+        Open for writing.
+    tmp : str
+        Its path; pass it to :func:`publish` or :func:`discard`.
+    """
+    path = os.fspath(path)
+    check_output(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{os.path.basename(path)}.", suffix=suffix, dir=directory
+        )
+    except OSError as exc:
+        # The error names the user's path, not the temporary name.
+        raise OSError(exc.errno, exc.strerror, path) from None
+    _LIVE.add(tmp)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())
+    except BaseException:
+        os.close(fd)
+        discard(tmp)
+        raise
+    return fd, tmp
+
+
+def publish(tmp, path):
+    """Rename the complete ``tmp`` onto ``path``; on failure remove ``tmp``
+    and raise ``OSError`` naming ``path``."""
+    path = os.fspath(path)
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        discard(tmp)
+        raise OSError(exc.errno, exc.strerror, path) from None
+    _LIVE.discard(tmp)
+
+
+def discard(tmp):
+    """Remove the temporary file ``tmp`` if it is still there."""
+    _LIVE.discard(tmp)
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+
+
+def discard_all():
+    """Remove every temporary file still being written (signal handlers)."""
+    for tmp in list(_LIVE):
+        discard(tmp)
 
 
 class NpyReader:
@@ -55,10 +158,15 @@ class NpyReader:
                     # structured dtypes, which skbn rejects anyway.
                     raise ValueError(f"unsupported .npy format version {version}")
                 self.shape, fortran_order, self.dtype = read_header(f)
-            except ValueError as exc:
+            except HEADER_ERRORS as exc:
                 raise ValueError(
                     f"{self.path} is not a readable .npy file: {exc}"
                 ) from None
+            if any(n < 0 for n in self.shape):
+                raise ValueError(
+                    f"{self.path} is not a readable .npy file: its header's "
+                    f"shape {self.shape} has a negative dimension."
+                )
             self.offset = f.tell()
             size = f.seek(0, os.SEEK_END)
         if self.dtype.hasobject or self.dtype.kind not in "biuf":
@@ -123,10 +231,7 @@ class NpyWriter:
         self.path = os.fspath(path)
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype)
-        directory = os.path.dirname(os.path.abspath(self.path))
-        fd, self.tmp = tempfile.mkstemp(
-            prefix=f".{os.path.basename(self.path)}.", suffix=".part", dir=directory
-        )
+        fd, self.tmp = create_temp(self.path, ".part")
         try:
             with os.fdopen(fd, "wb") as f:
                 header = {
@@ -140,7 +245,7 @@ class NpyWriter:
                 # each window maps onto existing bytes.
                 f.truncate(self.offset + prod(self.shape) * self.dtype.itemsize)
         except BaseException:
-            os.unlink(self.tmp)
+            discard(self.tmp)
             raise
         self.row_bytes = prod(self.shape[1:]) * self.dtype.itemsize
 
@@ -161,7 +266,7 @@ class NpyWriter:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
-            os.replace(self.tmp, self.path)
+            publish(self.tmp, self.path)
         else:
-            os.unlink(self.tmp)
+            discard(self.tmp)
         return False

@@ -13,13 +13,12 @@ parameter, or arrays of the wrong shape all raise ``ValueError``.
 import json
 import os
 import re
-import tempfile
 import zipfile
 import zlib
 
 import numpy as np
 
-from . import _monitor
+from . import _monitor, _npy
 from ._layout import normalize_axis
 
 FORMAT = "skbn-state"
@@ -186,18 +185,17 @@ def _encode(value, key, arrays):
 
 
 def _write_atomic(path, arrays):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
-    )
+    # The temporary file has the mode a plain open() would give, and is
+    # removed if the write fails or a signal ends the CLI (skbn._npy).
+    fd, tmp = _npy.create_temp(path, ".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             # A file object keeps np.savez from appending ".npz" to the name.
             np.savez(f, **arrays)
-        os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        _npy.discard(tmp)
         raise
+    _npy.publish(tmp, path)
 
 
 # -- reading --------------------------------------------------------------------
@@ -226,6 +224,7 @@ def _read(path):
         with data:
             if _META not in data.files:
                 raise ValueError("it has no 'meta' member.")
+            _check_member_size(data.zip, _META)
             raw = data[_META]
             # A member without the .npy header comes back as bytes.
             if (
@@ -235,6 +234,8 @@ def _read(path):
             ):
                 raise ValueError("its 'meta' member is not JSON text.")
             meta = json.loads(raw.tobytes().decode("utf-8"))
+            for k in data.files:
+                _check_member_size(data.zip, k)
             arrays = {k: data[k] for k in data.files if k != _META}
             for k, v in arrays.items():
                 if not isinstance(v, np.ndarray):
@@ -263,6 +264,59 @@ def _read(path):
             f"versions up to {FORMAT_VERSION}; upgrade skbn to load it."
         )
     return meta, arrays
+
+
+# Deflate cannot compress by more than about 1032:1, so a member whose zip
+# entry claims more than this many bytes per compressed byte is damaged.
+_MAX_DEFLATE_RATIO = 1032
+
+
+def _check_member_size(archive, name):
+    """Refuse a member whose ``.npy`` header claims more data than it holds.
+
+    ``np.load`` allocates the array the header describes before it reads the
+    data, so a header claiming ``(10**12,)`` values would raise ``MemoryError``
+    (or take the machine's memory) instead of being refused.  The claim is
+    compared with the member's uncompressed size, which is itself bounded by
+    its compressed size; both are read from the zip directory, not allocated.
+    """
+    info = archive.getinfo(f"{name}.npy")
+    if info.compress_type == zipfile.ZIP_STORED:
+        limit = info.compress_size
+    else:
+        limit = info.compress_size * _MAX_DEFLATE_RATIO
+    if info.file_size > limit:
+        raise ValueError(
+            f"its member {name!r} claims {info.file_size} bytes but stores "
+            f"{info.compress_size}."
+        )
+    with archive.open(info) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+        except ValueError:
+            # Not an .npy member: np.load returns its bytes, refused below.
+            return
+        read_header = {
+            (1, 0): np.lib.format.read_array_header_1_0,
+            (2, 0): np.lib.format.read_array_header_2_0,
+        }.get(version)
+        if read_header is None:
+            raise ValueError(f"its member {name!r} has .npy version {version}.")
+        try:
+            shape, _, dtype = read_header(f)
+        except _npy.HEADER_ERRORS as exc:
+            raise ValueError(
+                f"its member {name!r} has a malformed header: {exc}"
+            ) from None
+        header_size = f.tell()
+    claimed = dtype.itemsize
+    for n in shape:
+        claimed *= n
+    if claimed > info.file_size - header_size:
+        raise ValueError(
+            f"its member {name!r} claims shape {shape} of {dtype} "
+            f"({claimed} bytes) but holds {info.file_size - header_size} bytes."
+        )
 
 
 def _decode(value, arrays, key):
@@ -312,16 +366,23 @@ def _build(cls, meta, arrays):
     est = target(**params)
     # sklearn's own checks of the parameters, as in fit.
     est._validate_params()
-    for key, value in meta["attributes"].items():
+    attributes = meta["attributes"]
+    if not isinstance(attributes, dict):
+        raise ValueError("its attributes are not a mapping.")
+    state = {}
+    for key, value in attributes.items():
         if not isinstance(key, str) or not _NAME.fullmatch(key):
             raise ValueError(f"{key!r} is not an attribute name.")
-        private = key.startswith("_")
-        if (private and key not in target._state_private) or key in _NOT_STATE:
-            raise ValueError(f"{key!r} is not state of {name}.")
         if hasattr(target, key) or key in params:
             raise ValueError(f"{key!r} would shadow a method or parameter of {name}.")
-        est.__dict__[key] = _decode(value, arrays, f"attribute {key}")
-    _check_fitted_state(est)
+        known = key in target._state_private or key in _known_public(target)
+        if not known or key in _NOT_STATE:
+            raise ValueError(f"{key!r} is not state of {name}.")
+        state[key] = _decode(value, arrays, f"attribute {key}")
+    # Checked as a whole before any of it is set: a file is loaded entirely
+    # or not at all.
+    _check_fitted_state(target, state)
+    est.__dict__.update(state)
     return est
 
 
@@ -329,37 +390,76 @@ def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _check_fitted_state(est):
-    """Reject fitted state that the estimator's methods could not use."""
-    attrs = vars(est)
+def _required_state(target):
+    """The attributes a fitted ``target`` always has.
+
+    Those that ``fit`` sets on every estimator (the layout of the data), the
+    per-feature vectors of ``_state_vectors`` and the public attributes the
+    class annotates (the sample counts of ``BatchNormalizer``).
+    """
+    required = {"n_features_in_", "_axes", "_fit_axis", "_ndim"}
+    required.update(target._state_vectors)
+    for klass in target.__mro__:
+        for key in vars(klass).get("__annotations__", {}):
+            if key.endswith("_") and not key.startswith("_"):
+                required.add(key)
+    return required
+
+
+def _known_public(target):
+    """The public fitted attributes a ``target`` may have: the required ones
+    and ``feature_names_in_`` (set only by a fit on named columns)."""
+    return {"feature_names_in_"} | {
+        k for k in _required_state(target) if not k.startswith("_")
+    }
+
+
+def _check_fitted_state(target, attrs):
+    """Reject fitted state ``attrs`` that ``target``'s methods could not use.
+
+    Vectors are converted to float64 in ``attrs``; nothing else is changed.
+    """
     if "n_features_in_" not in attrs:
-        fitted = [k for k in attrs if k.endswith("_") and not k.startswith("_")]
-        if fitted:
-            raise ValueError(f"it has {fitted[0]} but no n_features_in_.")
+        if attrs:
+            raise ValueError(f"it has {sorted(attrs)[0]} but no n_features_in_.")
         return
+    missing = sorted(_required_state(target) - set(attrs))
+    if missing:
+        raise ValueError(
+            f"it is fitted but lacks {', '.join(missing)}; a fitted "
+            f"{target.__name__} has all of them."
+        )
     n = attrs["n_features_in_"]
     if not _is_int(n) or n < 1:
         raise ValueError(f"n_features_in_ must be a positive int, got {n!r}.")
     for key in ("n_samples_seen_", "n_batches_seen_"):
         if key in attrs and (not _is_int(attrs[key]) or attrs[key] < 0):
-            raise ValueError(f"{key} must be a non-negative int.")
+            raise ValueError(f"{key} must be a non-negative int, got {attrs[key]!r}.")
     names = attrs.get("feature_names_in_")
-    if names is not None and (names.ndim != 1 or len(names) != n):
+    if names is not None and (
+        not isinstance(names, np.ndarray) or names.ndim != 1 or len(names) != n
+    ):
         raise ValueError(f"feature_names_in_ must hold {n} names.")
-    for key in type(est)._state_vectors:
-        vec = attrs.get(key)
+    for key in target._state_vectors:
+        vec = attrs[key]
         if not isinstance(vec, np.ndarray) or vec.shape != (n,):
-            raise ValueError(f"{key} must be an array of shape ({n},).")
+            shape = getattr(vec, "shape", type(vec).__name__)
+            raise ValueError(f"{key} must be an array of shape ({n},), got {shape}.")
+        vec = vec.astype(np.float64)
         if not np.all(np.isfinite(vec)):
             raise ValueError(f"{key} must be finite.")
-        attrs[key] = vec.astype(np.float64)
-    if "_ndim" in attrs:
-        # The layout of the data the estimator was fitted on (validate_X).
-        ndim, axis, axes = attrs["_ndim"], attrs.get("_fit_axis"), attrs.get("_axes")
-        if not _is_int(ndim) or ndim < 2:
-            raise ValueError(f"_ndim must be an int >= 2, got {ndim!r}.")
-        if normalize_axis(axis, ndim) != axes:
-            raise ValueError(f"_axes {axes!r} does not match axis {axis!r}.")
+        attrs[key] = vec
+    # Variances and per-feature sample counts cannot be negative: a negative
+    # one makes transform return NaN or a kernel divide by zero.
+    for key in ("running_var_", "_seen"):
+        if key in target._state_vectors and np.any(attrs[key] < 0):
+            raise ValueError(f"{key} must be >= 0, got {attrs[key].min()!r}.")
+    # The layout of the data the estimator was fitted on (validate_X).
+    ndim, axis, axes = attrs["_ndim"], attrs["_fit_axis"], attrs["_axes"]
+    if not _is_int(ndim) or ndim < 2:
+        raise ValueError(f"_ndim must be an int >= 2, got {ndim!r}.")
+    if normalize_axis(axis, ndim) != axes:
+        raise ValueError(f"_axes {axes!r} does not match axis {axis!r}.")
     if "_batch_stats" in attrs:
         # Stacking checks that every record holds n_features values.
         _monitor.stack(attrs["_batch_stats"], n)

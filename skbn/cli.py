@@ -6,9 +6,13 @@ points ``func`` at the function that runs it, so ``bench``, ``fit`` and
 """
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from math import prod
 from typing import Any
 
 import numpy as np
@@ -44,8 +48,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     0
     """
     args = _build_parser().parse_args(argv)
-    status: int = args.func(args)
+    with _removing_outputs_on_signals():
+        status: int = args.func(args)
     return status
+
+
+@contextlib.contextmanager
+def _removing_outputs_on_signals() -> Iterator[None]:
+    """While a command runs, SIGTERM and SIGHUP remove its unfinished output.
+
+    Python's default for these signals ends the process at once, which would
+    leave the temporary ``.part`` / ``.tmp`` file behind.  The handler
+    removes every temporary output and exits with ``128 + signum``, the
+    status a shell reports for a process killed by that signal.  Only the
+    main thread can install handlers; elsewhere (``main`` called from a
+    thread) the defaults stay.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        _npy.discard_all()
+        raise SystemExit(128 + signum)
+
+    signums = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    previous = {signum: signal.signal(signum, handler) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -256,13 +289,28 @@ def _run_bench(args: argparse.Namespace) -> int:
     if unknown:
         print(f"skbn bench: unknown operation(s) {', '.join(unknown)}", file=sys.stderr)
         return 2
+    if not operations:
+        return _bench_usage(f"--operations names no operation, got {args.operations!r}")
+    shapes = args.shape or [(1_000_000, 64)]
+    # Every shape is checked against --axis before any data is made, so a bad
+    # pair is one line at once, not a traceback after minutes of benchmarks.
+    for shape in shapes:
+        problem = _bench_shape_problem(shape, args.axis)
+        if problem:
+            return _bench_usage(problem)
     if args.threads:
         limit = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined, unused-ignore]
         numba.set_num_threads(min(args.threads, limit))
     threads = numba.get_num_threads()
-    for shape in args.shape or [(1_000_000, 64)]:
-        X = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-        X = X.astype(args.dtype, copy=False) + 3.0
+    for shape in shapes:
+        try:
+            X = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+            X = X.astype(args.dtype, copy=False) + 3.0
+        except (MemoryError, ValueError):
+            # ValueError: NumPy's "array is too big" for a size past the
+            # address space.
+            dims = "x".join(map(str, shape))
+            return _bench_usage(f"--shape {dims} does not fit in memory")
         results = _bench.run(
             _bench.cases(X, operations, threads=threads, axis=args.axis),
             repeats=args.repeats,
@@ -282,6 +330,33 @@ def _run_bench(args: argparse.Namespace) -> int:
         for name, err in _bench.accuracy().items():
             print(f"  {name:22s} {err:.2e}")
     return 0
+
+
+def _bench_usage(message: str) -> int:
+    """A bad ``skbn bench`` argument: one line on stderr, status 2 (argparse's)."""
+    print(f"skbn bench: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _bench_shape_problem(shape: tuple[int, ...], axis: int) -> str | None:
+    """Why ``--shape shape --axis axis`` cannot be benchmarked, or None."""
+    dims = "x".join(map(str, shape))
+    try:
+        (feature_axis,) = normalize_axis(axis, len(shape))
+    except ValueError:
+        return (
+            f"--axis must be in [-{len(shape)}, {len(shape) - 1}] for "
+            f"--shape {dims}, got {axis}"
+        )
+    samples = prod(shape) // shape[feature_axis]
+    if samples < 2:
+        # A batch of one sample per feature has no variance to train on
+        # (PyTorch, a peer, refuses it).
+        return (
+            f"--shape {dims} has {samples} sample per feature along axis "
+            f"{axis}; the benchmark needs at least 2"
+        )
+    return None
 
 
 # -- fit and transform: out of core over .npy files -----------------------------
@@ -437,6 +512,11 @@ def _check_rows_are_samples(reader: _npy.NpyReader, axes: tuple[int, ...]) -> No
             f"{reader.path} holds a {len(reader.shape)}-D array; skbn needs "
             "2-D (rows, features) or N-D data with samples along axis 0."
         )
+    if 0 in reader.shape:
+        # Nothing to fit or transform: refused before any output is made, so
+        # no unfitted state or empty result appears.
+        dims = " x ".join(map(str, reader.shape))
+        raise ValueError(f"{reader.path} holds no values (shape {dims}).")
     if 0 in axes:
         raise ValueError(
             "axis 0 is a feature axis here, but the file is streamed in batches "
@@ -462,6 +542,7 @@ def _stream(
 
 def _run_fit(args: argparse.Namespace) -> int:
     try:
+        _npy.check_output(args.output)
         reader = _npy.NpyReader(args.data)
         ndim = max(len(reader.shape), 2)  # a 1-D file is reported just below
         _check_rows_are_samples(reader, normalize_axis(args.axis, ndim))
@@ -486,6 +567,7 @@ def _run_fit(args: argparse.Namespace) -> int:
 
 def _run_transform(args: argparse.Namespace) -> int:
     try:
+        _npy.check_output(args.output)
         est = StateMixin.load(args.state)
         reader = _npy.NpyReader(args.data)
         _check_rows_are_samples(reader, getattr(est, "_axes", ()))
