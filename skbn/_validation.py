@@ -9,8 +9,10 @@ inputs.
 """
 
 import functools
+import inspect
 import math
 import threading
+import types
 import weakref
 from collections.abc import Callable
 from math import prod
@@ -247,7 +249,10 @@ def atomic(method: _Method) -> _Method:
 
     Every attribute is restored, including any that the method created or
     replaced before it raised.  skbn never modifies a fitted array in place,
-    so a shallow copy of ``__dict__`` is a complete snapshot.
+    so a shallow copy of ``__dict__`` is a complete snapshot.  The snapshot
+    is put back in one assignment of ``__dict__``, not by clearing and
+    refilling the dictionary, so no reader ever sees a half-restored
+    estimator.
 
     Each call is also atomic with respect to other threads: it holds the
     estimator's own reentrant lock, so concurrent ``partial_fit`` calls on one
@@ -264,8 +269,47 @@ def atomic(method: _Method) -> _Method:
             try:
                 return method(self, *args, **kwargs)
             except BaseException:
-                self.__dict__.clear()
-                self.__dict__.update(saved)
+                self.__dict__ = saved
                 raise
 
-    return wrapper
+    # The wrapper marks itself: functools.wraps copies a wrapped function's
+    # __dict__, so a plain flag would also mark sklearn's set_output wrapper
+    # around an atomic method, which runs partly outside the lock.
+    wrapper.__skbn_atomic__ = wrapper  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+# Dunder methods that read or replace the whole state (pickle, deepcopy).
+_ATOMIC_DUNDERS = ("__getstate__", "__setstate__")
+
+
+class AtomicMixin:
+    """Make every public method of a subclass :func:`atomic`.
+
+    One rule for all of them, inherited ones included (``save``,
+    ``to_keras_weights``, ``get_feature_names_out``, ``get_params``,
+    ``set_params``, pickling, properties): each holds the estimator's lock
+    for the whole call and rolls back if it raises, so every public method
+    sees the state before or after any other call, never a mix, and a call
+    that raises changes nothing.
+
+    It must come first among the bases: its ``__init_subclass__`` then runs
+    after scikit-learn's, and wraps the method that ``set_output`` wrapped,
+    so that converting the output to a DataFrame is part of the atomic call
+    (a conversion that fails rolls the fit back).  Class methods and static
+    methods (``load``, ``from_torch``) make new estimators and are left as
+    they are.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in dir(cls):
+            if name.startswith("_") and name not in _ATOMIC_DUNDERS:
+                continue
+            raw = inspect.getattr_static(cls, name)
+            if isinstance(raw, property) and raw.fget is not None:
+                if getattr(raw.fget, "__skbn_atomic__", None) is not raw.fget:
+                    setattr(cls, name, raw.getter(atomic(raw.fget)))
+            elif isinstance(raw, types.FunctionType):
+                if getattr(raw, "__skbn_atomic__", None) is not raw:
+                    setattr(cls, name, atomic(raw))

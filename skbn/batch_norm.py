@@ -18,7 +18,7 @@ from ._layout import Layout
 from ._state import StateMixin
 from ._validation import (
     FLOAT_TYPES,
-    atomic,
+    AtomicMixin,
     feature_vector,
     validate_sample_weight,
     validate_X,
@@ -31,7 +31,12 @@ _NO_OUT = {t: np.empty((0, 0), t) for t in (np.float32, np.float64)}
 
 
 class BatchNormalizer(
-    StateMixin, InteropMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator
+    AtomicMixin,
+    StateMixin,
+    InteropMixin,
+    OneToOneFeatureMixin,
+    TransformerMixin,
+    BaseEstimator,
 ):
     """Batch normalization with momentum running statistics.
 
@@ -274,7 +279,6 @@ class BatchNormalizer(
 
     # -- fitting ----------------------------------------------------------------
 
-    @atomic
     def fit(
         self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None
     ) -> "BatchNormalizer":
@@ -306,7 +310,6 @@ class BatchNormalizer(
         self._reset()
         return self.partial_fit(X, y, sample_weight=sample_weight)
 
-    @atomic
     def fit_transform(
         self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None
     ) -> Any:
@@ -350,7 +353,6 @@ class BatchNormalizer(
         layout, _ = self._update(X, sample_weight)
         return self._apply(layout, self.running_mean_, self.running_var_, out=None)
 
-    @atomic
     def partial_fit(
         self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None
     ) -> "BatchNormalizer":
@@ -559,7 +561,6 @@ class BatchNormalizer(
             )
         return layout, batch
 
-    @atomic
     def partial_fit_transform(
         self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None
     ) -> Any:
@@ -677,7 +678,6 @@ class BatchNormalizer(
         in_place = not copy and layout.x3.flags.writeable
         return layout, (layout.x3 if in_place else None)
 
-    @atomic
     def transform(self, X: ArrayLike, copy: bool | None = None) -> Any:
         """Normalize ``X`` with the running statistics (inference mode).
 
@@ -724,7 +724,6 @@ class BatchNormalizer(
         layout, out = self._prepare(X, copy)
         return self._apply(layout, self.running_mean_, self.running_var_, out)
 
-    @atomic
     def inverse_transform(self, X: ArrayLike, copy: bool | None = None) -> Any:
         """Undo :meth:`transform` (up to rounding).
 
