@@ -676,6 +676,10 @@ class BatchNormalizer(
         # Writing into x3 is writing into X when x3 is a view of it, or into
         # a private converted copy otherwise; either honours copy=False.
         in_place = not copy and layout.x3.flags.writeable
+        if in_place:
+            # An infinite input raises, and it must raise before anything is
+            # overwritten (the kernel finds it while writing).
+            _moments.check_no_inf(layout.x3, getattr(self, "feature_names_in_", None))
         return layout, (layout.x3 if in_place else None)
 
     def transform(self, X: ArrayLike, copy: bool | None = None) -> Any:

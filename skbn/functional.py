@@ -175,9 +175,14 @@ def _param(value: Any, n: Any, name: Any) -> Any:
 
 
 def _running(
-    running_mean: Any, running_var: Any, d: Any
+    running_mean: Any, running_var: Any, d: Any, x: Any = None, write: bool = False
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Validate running statistics that are updated in place; float64 copies."""
+    """Validate running statistics that are updated in place; float64 copies.
+
+    With ``write`` (training mode updates them) both buffers are checked to
+    be writable, apart from each other and from the input ``x`` before
+    either is written, so a call that raises writes neither.
+    """
     given = (running_mean is not None, running_var is not None)
     if given == (False, False):
         return None
@@ -196,10 +201,22 @@ def _running(
             raise ValueError(
                 f"{name} has {arr.size} values; expected one per feature ({d})."
             )
+        if write and not arr.flags.writeable:
+            raise ValueError(
+                f"{name} must be a writable array (it is updated in place in "
+                "training mode); got a read-only one."
+            )
+        if write and x is not None and np.may_share_memory(arr, x):
+            raise ValueError(f"{name} must not share memory with x.")
         vec = arr.astype(np.float64).reshape(-1)
         if not np.isfinite(vec).all():
             raise ValueError(f"{name} must be finite.")
         out.append(vec)
+    if write and np.may_share_memory(running_mean, running_var):
+        raise ValueError(
+            "running_mean and running_var must be separate arrays; they share "
+            "memory, so updating one would overwrite the other."
+        )
     if (out[1] < 0).any():
         raise ValueError("running_var must be non-negative.")
     return out[0], out[1]
@@ -564,7 +581,7 @@ def batch_norm_forward(
     n_feat = x3.shape[1]
     g = _param(gamma, n_feat, "gamma")
     b = _param(beta, n_feat, "beta")
-    running = _running(running_mean, running_var, n_feat)
+    running = _running(running_mean, running_var, n_feat, x, write=bool(training))
     r = d = None
     if not training:
         if running is None:
@@ -601,10 +618,13 @@ def batch_norm_forward(
             new_mean, new_var, _ = _moments.ema_update(
                 *running, np.ones(n_feat), batch, momentum
             )
-            running_mean[...] = new_mean.reshape(running_mean.shape)
-            running_var[...] = new_var.reshape(running_var.shape)
     inv_std = 1.0 / np.sqrt(var + eps)
     y3 = _normalize_spans(x3, spans, mean, inv_std, g, b, r, d)
+    if training and running is not None:
+        # Written last, when nothing else can raise.
+        assert running_mean is not None and running_var is not None
+        running_mean[...] = new_mean.reshape(running_mean.shape)
+        running_var[...] = new_var.reshape(running_var.shape)
     cache = BatchNormCache(
         layout,
         axes,
