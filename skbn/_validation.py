@@ -189,9 +189,34 @@ def validate_sample_weight(sample_weight, X, axes):
             "sample_weight weighs samples along axis 0, but axis 0 is a feature "
             f"axis here (axis={axes}); drop sample_weight or choose another axis."
         )
-    return _check_sample_weight(
-        sample_weight, X, dtype=np.float64, ensure_non_negative=True
+    w = _check_sample_weight(
+        sample_weight,
+        X,
+        dtype=np.float64,
+        ensure_non_negative=True,
+        allow_all_zero_weights=True,
     )
+    check_weight_total(w.sum())
+    return w
+
+
+def check_weight_total(total):
+    """Refuse a batch whose weights are all zero, on every path.
+
+    A batch of zero weight carries no statistics; it would still count as a
+    batch seen.  The dask path calls this with the weight sum it computes
+    together with the moments.
+
+    Parameters
+    ----------
+    total : float
+        The sum of the (already checked non-negative) weights.
+    """
+    if not total > 0:
+        raise ValueError(
+            "sample_weight must contain at least one non-zero weight; got "
+            "weights that are all zero."
+        )
 
 
 def feature_vector(value, n_features, name):
