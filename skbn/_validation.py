@@ -8,6 +8,7 @@ estimator fitted without feature names.  Both paths accept and reject the same
 inputs.
 """
 
+import datetime
 import functools
 import inspect
 import math
@@ -76,19 +77,12 @@ def validate_X(est, X, *, reset):
                 raise _feature_count_error(est, n_features)
             return X, axes, n_features
 
-    dtype = getattr(X, "dtype", None)
-    if dtype is None and isinstance(X, (list, tuple)):
-        dtype = np.asarray(X).dtype
-    if dtype is not None and getattr(dtype, "kind", None) in ("U", "S"):
-        # check_array would parse numeric strings silently.
-        raise ValueError(
-            f"X must hold numbers; got an array of strings (dtype {dtype}). "
-            "Convert it to a numeric dtype first."
-        )
+    check_numeric(X)
     _check_feature_names(est, X, reset=reset)
     X = check_array(
         X,
-        dtype=[np.float64, np.float32],
+        # float32 in any container stays float32, as for a NumPy array.
+        dtype=np.float32 if _is_float32(X) else [np.float64, np.float32],
         ensure_all_finite=False,
         allow_nd=True,
         estimator=est,
@@ -101,6 +95,106 @@ def validate_X(est, X, *, reset):
         )
     axes, n_features = _feature_axes(est, X.shape, reset)
     return X, axes, n_features
+
+
+# Python values that check_array would convert silently (float("1.5")) or
+# that are no numbers (dates): refused inside object arrays and columns.
+_NOT_NUMBERS = (str, bytes, datetime.date, datetime.time, datetime.timedelta)
+
+
+def _refuse(dtype, what=""):
+    raise TypeError(
+        f"X must hold real numbers; got {what}dtype {dtype}. Strings, dates "
+        "and durations are refused on every path, even when they look "
+        "numeric; convert X to a numeric dtype first."
+    )
+
+
+def check_dtype_kind(dtype):
+    """Refuse a NumPy ``dtype`` of strings, datetimes or durations.
+
+    Parameters
+    ----------
+    dtype : numpy.dtype
+    """
+    if np.dtype(dtype).kind in "USMmV":
+        _refuse(dtype)
+
+
+def check_numeric(X):
+    """One rule for every container: refuse strings, datetimes, timedeltas.
+
+    NumPy arrays of those dtypes, object arrays or lists holding a string or
+    a date, and DataFrame columns (pandas, polars) of string, object-with-
+    strings, date or duration type all raise ``TypeError`` naming the dtype.
+    Numbers of any real dtype, and object arrays of numbers, pass.  Only
+    object data is scanned value by value, and it is converted value by
+    value anyway.
+
+    Parameters
+    ----------
+    X : array-like
+    """
+    columns = getattr(X, "dtypes", None)
+    if columns is not None and not isinstance(columns, np.dtype):
+        # A DataFrame: pandas (a Series of dtypes) or polars (a list).
+        values = columns.values if hasattr(columns, "values") else columns
+        for i, col_dtype in enumerate(values):
+            _check_column(X, i, col_dtype)
+        return
+    dtype = getattr(X, "dtype", None)
+    if dtype is None or isinstance(X, (list, tuple)):
+        dtype = np.asarray(X).dtype if isinstance(X, (list, tuple)) else dtype
+        if dtype is None:
+            return
+        if dtype.kind == "O":
+            _scan_objects(np.asarray(X, dtype=object), dtype)
+    if not isinstance(dtype, np.dtype):
+        # A pandas Series or a polars Series: its column rule.
+        _check_column(None, None, dtype, X)
+        return
+    check_dtype_kind(dtype)
+    if dtype.kind == "O" and isinstance(X, np.ndarray):
+        _scan_objects(X, dtype)
+
+
+def _is_float32(X):
+    """Whether ``X`` is float32 data in a container that check_array would
+    otherwise cast to float64: a pandas or polars frame whose columns are
+    all float32 (``Float32`` extension dtype included), a CPU torch tensor."""
+    columns = getattr(X, "dtypes", None)
+    if columns is not None and not isinstance(columns, np.dtype):
+        values = list(columns.values if hasattr(columns, "values") else columns)
+        return bool(values) and all(str(d) in ("float32", "Float32") for d in values)
+    dtype = getattr(X, "dtype", None)
+    if str(dtype) in ("Float32", "torch.float32"):
+        device = getattr(X, "device", None)
+        return device is None or getattr(device, "type", "cpu") == "cpu"
+    return False
+
+
+def _scan_objects(arr, dtype):
+    for v in arr.reshape(-1):
+        if isinstance(v, _NOT_NUMBERS) or isinstance(
+            v, (np.datetime64, np.timedelta64)
+        ):
+            _refuse(dtype, f"{type(v).__name__} values in an array of ")
+
+
+def _check_column(frame, i, col_dtype, series=None):
+    name = str(col_dtype)
+    kind = getattr(col_dtype, "kind", None)
+    if isinstance(kind, str) and len(kind) == 1 and kind in "USMmV":
+        _refuse(col_dtype, "a column of ")
+    lowered = name.lower()
+    if any(
+        t in lowered
+        for t in ("str", "utf8", "date", "time", "duration", "categorical", "enum")
+    ):
+        _refuse(col_dtype, "a column of ")
+    if kind == "O" or lowered == "object":
+        col = series if series is not None else frame.iloc[:, i]
+        _scan_objects(np.asarray(col, dtype=object), col_dtype)
 
 
 def _check_axis_unchanged(est, reset):
@@ -150,6 +244,7 @@ def validate_metadata(est, X, shape, dtype, *, reset, kind):
     n_features : int
     """
     _check_axis_unchanged(est, reset)
+    check_dtype_kind(dtype)
     if dtype.kind not in "biuf":
         raise ValueError(f"X must hold real numbers; got a {kind} of dtype {dtype}.")
     if len(shape) < 2:
