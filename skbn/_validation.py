@@ -104,7 +104,7 @@ _NOT_NUMBERS = (str, bytes, datetime.date, datetime.time, datetime.timedelta)
 
 def _refuse(dtype, what=""):
     raise TypeError(
-        f"X must hold real numbers; got {what}dtype {dtype}. Strings, dates "
+        f"X must hold real numbers; got {what}dtype {dtype}; strings, dates "
         "and durations are refused on every path, even when they look "
         "numeric; convert X to a numeric dtype first."
     )
