@@ -74,7 +74,7 @@ def _snapshot(est, args):
 
 def _same(before, after):
     assert before[0] == after[0]
-    for a, b in zip(before[1], after[1]):
+    for a, b in zip(before[1], after[1], strict=True):
         if isinstance(a, np.ndarray):
             assert a.dtype == b.dtype and a.shape == b.shape
             assert a.tobytes() == b.tobytes()
@@ -216,7 +216,7 @@ def test_batch_norm_forward_writes_no_buffer_when_it_raises(spoil):
     before = (rm.copy(), rv.copy(), x.copy())
     with pytest.raises(ValueError):
         functional.batch_norm_forward(x, 1.0, 0.0, running_mean=rm, running_var=rv)
-    for a, b in zip(before, (rm, rv, x)):
+    for a, b in zip(before, (rm, rv, x), strict=True):
         assert a.tobytes() == b.tobytes()
 
 
