@@ -121,7 +121,7 @@ def check_dtype_kind(dtype):
         _refuse(dtype)
 
 
-def check_numeric(X):
+def check_numeric(X, name="X"):
     """One rule for every container: refuse strings, datetimes, timedeltas.
 
     NumPy arrays of those dtypes, object arrays or lists holding a string or
@@ -134,7 +134,20 @@ def check_numeric(X):
     Parameters
     ----------
     X : array-like
+    name : str, default="X"
+        The argument's name, for the message.
     """
+    if name == "X":
+        _check_numeric(X)
+        return
+    try:
+        _check_numeric(X)
+    except TypeError as exc:
+        # The same message, naming the caller's argument (functional's x).
+        raise TypeError(f"{name}{str(exc)[1:]}") from None
+
+
+def _check_numeric(X):
     columns = getattr(X, "dtypes", None)
     if columns is not None and not isinstance(columns, np.dtype):
         # A DataFrame: pandas (a Series of dtypes) or polars (a list).
@@ -245,6 +258,10 @@ def validate_metadata(est, X, shape, dtype, *, reset, kind):
     """
     _check_axis_unchanged(est, reset)
     check_dtype_kind(dtype)
+    if dtype.kind == "O":
+        # Object data cannot be scanned for strings without reading it; the
+        # rule for lazy and device data is to refuse it.
+        _refuse(dtype, f"a {kind} of ")
     if dtype.kind not in "biuf":
         raise ValueError(f"X must hold real numbers; got a {kind} of dtype {dtype}.")
     if len(shape) < 2:

@@ -55,7 +55,7 @@ from ._kernels import backward as kb
 from ._kernels import cpu
 from ._layout import Layout, normalize_axis
 from ._moments import Moments
-from ._validation import feature_vector
+from ._validation import check_numeric, feature_vector
 
 __all__ = [
     "batch_norm_forward",
@@ -74,6 +74,7 @@ __all__ = [
 
 def _as_float_array(x: Any, name: str) -> np.ndarray:
     """``x`` as a C-contiguous float32/float64 ndarray, at least 2-D, not empty."""
+    check_numeric(x, name)  # the estimators' rule: no strings, dates, durations
     arr = np.asarray(x)
     kind = arr.dtype.kind
     if kind == "f" and arr.dtype.itemsize in (4, 8):
