@@ -29,7 +29,12 @@ import numpy as np
 
 from . import _moments
 from ._layout import Layout
-from ._validation import FLOAT_TYPES, validate_metadata, validate_sample_weight
+from ._validation import (
+    FLOAT_TYPES,
+    check_weight_total,
+    validate_metadata,
+    validate_sample_weight,
+)
 
 MOMENTS_DTYPE = np.dtype([("count", "f8"), ("mean", "f8"), ("m2", "f8")])
 
@@ -185,9 +190,11 @@ def moments(X, axes, sample_weight=None, feature_names=None):
     Moments
         float64, flattened in C order of the feature axes, as for NumPy input.
     """
+    import dask
     import dask.array as da
 
     reduced = tuple(i for i in range(X.ndim) if i not in axes)
+    weights = _dask_weights(sample_weight, X, axes)
     records = da.reduction(
         X,
         partial(_block_moments, feature_names=feature_names),
@@ -197,9 +204,16 @@ def moments(X, axes, sample_weight=None, feature_names=None):
         keepdims=False,
         dtype=MOMENTS_DTYPE,
         meta=np.empty((0,) * len(axes), dtype=MOMENTS_DTYPE),
-        weights=_dask_weights(sample_weight, X, axes),
+        weights=weights,
         name="skbn-moments",
-    ).compute()
+    )
+    if weights is None:
+        records = records.compute()
+    else:
+        # The weight total in the same pass, for the rule of NumPy input
+        # (all-zero weights are refused).
+        records, total = dask.compute(records, weights.sum())
+        check_weight_total(total)
     return _moments.Moments(
         *(np.ascontiguousarray(records[f].reshape(-1)) for f in MOMENTS_DTYPE.names)
     )

@@ -117,6 +117,25 @@ def _inf_features(x3):
     return np.flatnonzero(np.isinf(x3).any(axis=(0, 2)))
 
 
+def check_no_inf(x3, feature_names=None):
+    """Raise the error of :func:`affine` if ``x3`` holds an infinity.
+
+    For an in-place :func:`affine`, which would find it only after writing.
+    Two reductions that skip NaN (``fmax``/``fmin``), without a temporary
+    array of the input's size.
+
+    Parameters
+    ----------
+    x3 : ndarray
+    feature_names : sequence of str, optional
+    """
+    if (
+        np.fmax.reduce(x3, axis=None) == np.inf
+        or np.fmin.reduce(x3, axis=None) == -np.inf
+    ):
+        _raise_inf(x3, feature_names)
+
+
 def _raise_inf(x3, feature_names):
     # After an in-place transform the infinite inputs may already be
     # overwritten; the message then names no feature.

@@ -8,9 +8,12 @@ estimator fitted without feature names.  Both paths accept and reject the same
 inputs.
 """
 
+import datetime
 import functools
+import inspect
 import math
 import threading
+import types
 import weakref
 from collections.abc import Callable
 from math import prod
@@ -75,19 +78,12 @@ def validate_X(est, X, *, reset):
                 raise _feature_count_error(est, n_features)
             return X, axes, n_features
 
-    dtype = getattr(X, "dtype", None)
-    if dtype is None and isinstance(X, (list, tuple)):
-        dtype = np.asarray(X).dtype
-    if dtype is not None and getattr(dtype, "kind", None) in ("U", "S"):
-        # check_array would parse numeric strings silently.
-        raise ValueError(
-            f"X must hold numbers; got an array of strings (dtype {dtype}). "
-            "Convert it to a numeric dtype first."
-        )
+    check_numeric(X)
     _check_feature_names(est, X, reset=reset)
     X = check_array(
         X,
-        dtype=[np.float64, np.float32],
+        # float32 in any container stays float32, as for a NumPy array.
+        dtype=np.float32 if _is_float32(X) else [np.float64, np.float32],
         ensure_all_finite=False,
         allow_nd=True,
         estimator=est,
@@ -100,6 +96,119 @@ def validate_X(est, X, *, reset):
         )
     axes, n_features = _feature_axes(est, X.shape, reset)
     return X, axes, n_features
+
+
+# Python values that check_array would convert silently (float("1.5")) or
+# that are no numbers (dates): refused inside object arrays and columns.
+_NOT_NUMBERS = (str, bytes, datetime.date, datetime.time, datetime.timedelta)
+
+
+def _refuse(dtype, what=""):
+    raise TypeError(
+        f"X must hold real numbers; got {what}dtype {dtype}; strings, dates "
+        "and durations are refused on every path, even when they look "
+        "numeric; convert X to a numeric dtype first."
+    )
+
+
+def check_dtype_kind(dtype):
+    """Refuse a NumPy ``dtype`` of strings, datetimes or durations.
+
+    Parameters
+    ----------
+    dtype : numpy.dtype
+    """
+    if np.dtype(dtype).kind in "USMmV":
+        _refuse(dtype)
+
+
+def check_numeric(X, name="X"):
+    """One rule for every container: refuse strings, datetimes, timedeltas.
+
+    NumPy arrays of those dtypes, object arrays or lists holding a string or
+    a date, and DataFrame columns (pandas, polars) of string, object-with-
+    strings, date or duration type all raise ``TypeError`` naming the dtype.
+    Numbers of any real dtype, and object arrays of numbers, pass.  Only
+    object data is scanned value by value, and it is converted value by
+    value anyway.
+
+    Parameters
+    ----------
+    X : array-like
+    name : str, default="X"
+        The argument's name, for the message.
+    """
+    if name == "X":
+        _check_numeric(X)
+        return
+    try:
+        _check_numeric(X)
+    except TypeError as exc:
+        # The same message, naming the caller's argument (functional's x).
+        raise TypeError(f"{name}{str(exc)[1:]}") from None
+
+
+def _check_numeric(X):
+    columns = getattr(X, "dtypes", None)
+    if columns is not None and not isinstance(columns, np.dtype):
+        # A DataFrame: pandas (a Series of dtypes) or polars (a list).
+        values = columns.values if hasattr(columns, "values") else columns
+        for i, col_dtype in enumerate(values):
+            _check_column(X, i, col_dtype)
+        return
+    dtype = getattr(X, "dtype", None)
+    if dtype is None or isinstance(X, (list, tuple)):
+        dtype = np.asarray(X).dtype if isinstance(X, (list, tuple)) else dtype
+        if dtype is None:
+            return
+        if dtype.kind == "O":
+            _scan_objects(np.asarray(X, dtype=object), dtype)
+    if not isinstance(dtype, np.dtype):
+        # A pandas Series or a polars Series: its column rule.
+        _check_column(None, None, dtype, X)
+        return
+    check_dtype_kind(dtype)
+    if dtype.kind == "O" and isinstance(X, np.ndarray):
+        _scan_objects(X, dtype)
+
+
+def _is_float32(X):
+    """Whether ``X`` is float32 data in a container that check_array would
+    otherwise cast to float64: a pandas or polars frame whose columns are
+    all float32 (``Float32`` extension dtype included), a CPU torch tensor."""
+    columns = getattr(X, "dtypes", None)
+    if columns is not None and not isinstance(columns, np.dtype):
+        values = list(columns.values if hasattr(columns, "values") else columns)
+        return bool(values) and all(str(d) in ("float32", "Float32") for d in values)
+    dtype = getattr(X, "dtype", None)
+    if str(dtype) in ("Float32", "torch.float32"):
+        device = getattr(X, "device", None)
+        return device is None or getattr(device, "type", "cpu") == "cpu"
+    return False
+
+
+def _scan_objects(arr, dtype):
+    for v in arr.reshape(-1):
+        if isinstance(v, _NOT_NUMBERS) or isinstance(
+            v, (np.datetime64, np.timedelta64)
+        ):
+            _refuse(dtype, f"{type(v).__name__} values in an array of ")
+
+
+def _check_column(frame, i, col_dtype, series=None):
+    name = str(col_dtype)
+    kind = getattr(col_dtype, "kind", None)
+    if isinstance(kind, str) and len(kind) == 1 and kind in "USMmV":
+        _refuse(col_dtype, "a column of ")
+    lowered = name.lower()
+    if any(
+        t in lowered
+        for t in ("str", "utf8", "date", "time", "duration", "categorical", "enum")
+    ):
+        _refuse(col_dtype, "a column of ")
+    if kind == "O" or lowered == "object":
+        col = series if series is not None else frame.iloc[:, i]
+        _scan_objects(np.asarray(col, dtype=object), col_dtype)
 
 
 def _check_axis_unchanged(est, reset):
@@ -149,6 +258,11 @@ def validate_metadata(est, X, shape, dtype, *, reset, kind):
     n_features : int
     """
     _check_axis_unchanged(est, reset)
+    check_dtype_kind(dtype)
+    if dtype.kind == "O":
+        # Object data cannot be scanned for strings without reading it; the
+        # rule for lazy and device data is to refuse it.
+        _refuse(dtype, f"a {kind} of ")
     if dtype.kind not in "biuf":
         raise ValueError(f"X must hold real numbers; got a {kind} of dtype {dtype}.")
     if len(shape) < 2:
@@ -188,9 +302,34 @@ def validate_sample_weight(sample_weight, X, axes):
             "sample_weight weighs samples along axis 0, but axis 0 is a feature "
             f"axis here (axis={axes}); drop sample_weight or choose another axis."
         )
-    return _check_sample_weight(
-        sample_weight, X, dtype=np.float64, ensure_non_negative=True
+    w = _check_sample_weight(
+        sample_weight,
+        X,
+        dtype=np.float64,
+        ensure_non_negative=True,
+        allow_all_zero_weights=True,
     )
+    check_weight_total(w.sum())
+    return w
+
+
+def check_weight_total(total):
+    """Refuse a batch whose weights are all zero, on every path.
+
+    A batch of zero weight carries no statistics; it would still count as a
+    batch seen.  The dask path calls this with the weight sum it computes
+    together with the moments.
+
+    Parameters
+    ----------
+    total : float
+        The sum of the (already checked non-negative) weights.
+    """
+    if not total > 0:
+        raise ValueError(
+            "sample_weight must contain at least one non-zero weight; got "
+            "weights that are all zero."
+        )
 
 
 def feature_vector(
@@ -360,7 +499,10 @@ def atomic(method: _Method) -> _Method:
 
     Every attribute is restored, including any that the method created or
     replaced before it raised.  skbn never modifies a fitted array in place,
-    so a shallow copy of ``__dict__`` is a complete snapshot.
+    so a shallow copy of ``__dict__`` is a complete snapshot.  The snapshot
+    is put back in one assignment of ``__dict__``, not by clearing and
+    refilling the dictionary, so no reader ever sees a half-restored
+    estimator.
 
     Each call is also atomic with respect to other threads: it holds the
     estimator's own reentrant lock, so concurrent ``partial_fit`` calls on one
@@ -377,8 +519,47 @@ def atomic(method: _Method) -> _Method:
             try:
                 return method(self, *args, **kwargs)
             except BaseException:
-                self.__dict__.clear()
-                self.__dict__.update(saved)
+                self.__dict__ = saved
                 raise
 
-    return wrapper
+    # The wrapper marks itself: functools.wraps copies a wrapped function's
+    # __dict__, so a plain flag would also mark sklearn's set_output wrapper
+    # around an atomic method, which runs partly outside the lock.
+    wrapper.__skbn_atomic__ = wrapper  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+# Dunder methods that read or replace the whole state (pickle, deepcopy).
+_ATOMIC_DUNDERS = ("__getstate__", "__setstate__")
+
+
+class AtomicMixin:
+    """Make every public method of a subclass :func:`atomic`.
+
+    One rule for all of them, inherited ones included (``save``,
+    ``to_keras_weights``, ``get_feature_names_out``, ``get_params``,
+    ``set_params``, pickling, properties): each holds the estimator's lock
+    for the whole call and rolls back if it raises, so every public method
+    sees the state before or after any other call, never a mix, and a call
+    that raises changes nothing.
+
+    It must come first among the bases: its ``__init_subclass__`` then runs
+    after scikit-learn's, and wraps the method that ``set_output`` wrapped,
+    so that converting the output to a DataFrame is part of the atomic call
+    (a conversion that fails rolls the fit back).  Class methods and static
+    methods (``load``, ``from_torch``) make new estimators and are left as
+    they are.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in dir(cls):
+            if name.startswith("_") and name not in _ATOMIC_DUNDERS:
+                continue
+            raw = inspect.getattr_static(cls, name)
+            if isinstance(raw, property) and raw.fget is not None:
+                if getattr(raw.fget, "__skbn_atomic__", None) is not raw.fget:
+                    setattr(cls, name, raw.getter(atomic(raw.fget)))
+            elif isinstance(raw, types.FunctionType):
+                if getattr(raw, "__skbn_atomic__", None) is not raw:
+                    setattr(cls, name, atomic(raw))

@@ -18,7 +18,7 @@ from ._layout import Layout, check_axis
 from ._state import StateMixin
 from ._validation import (
     FLOAT_TYPES,
-    atomic,
+    AtomicMixin,
     check_fitted_vectors,
     feature_vector,
     validate_sample_weight,
@@ -42,7 +42,12 @@ def _typed(value: Any) -> Any:
 
 
 class BatchNormalizer(
-    StateMixin, InteropMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator
+    AtomicMixin,
+    StateMixin,
+    InteropMixin,
+    OneToOneFeatureMixin,
+    TransformerMixin,
+    BaseEstimator,
 ):
     """Batch normalization with momentum running statistics.
 
@@ -288,7 +293,6 @@ class BatchNormalizer(
 
     # -- fitting ----------------------------------------------------------------
 
-    @atomic
     def fit(
         self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None
     ) -> "BatchNormalizer":
@@ -320,7 +324,6 @@ class BatchNormalizer(
         self._reset()
         return self.partial_fit(X, y, sample_weight=sample_weight)
 
-    @atomic
     def fit_transform(
         self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None
     ) -> Any:
@@ -364,7 +367,6 @@ class BatchNormalizer(
         layout, _ = self._update(X, sample_weight)
         return self._apply(layout, self.running_mean_, self.running_var_, out=None)
 
-    @atomic
     def partial_fit(
         self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None
     ) -> "BatchNormalizer":
@@ -575,7 +577,6 @@ class BatchNormalizer(
             )
         return layout, batch
 
-    @atomic
     def partial_fit_transform(
         self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None
     ) -> Any:
@@ -693,9 +694,12 @@ class BatchNormalizer(
         # Writing into x3 is writing into X when x3 is a view of it, or into
         # a private converted copy otherwise; either honours copy=False.
         in_place = not copy and layout.x3.flags.writeable
+        if in_place:
+            # An infinite input raises, and it must raise before anything is
+            # overwritten (the kernel finds it while writing).
+            _moments.check_no_inf(layout.x3, getattr(self, "feature_names_in_", None))
         return layout, (layout.x3 if in_place else None)
 
-    @atomic
     def transform(self, X: ArrayLike, copy: bool | None = None) -> Any:
         """Normalize ``X`` with the running statistics (inference mode).
 
@@ -745,7 +749,6 @@ class BatchNormalizer(
         layout, out = self._prepare(X, copy)
         return self._apply(layout, self.running_mean_, self.running_var_, out)
 
-    @atomic
     def inverse_transform(self, X: ArrayLike, copy: bool | None = None) -> Any:
         """Undo :meth:`transform` (up to rounding).
 

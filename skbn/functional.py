@@ -55,7 +55,7 @@ from ._kernels import backward as kb
 from ._kernels import cpu
 from ._layout import Layout, normalize_axis
 from ._moments import Moments
-from ._validation import feature_vector
+from ._validation import check_numeric, feature_vector
 
 __all__ = [
     "batch_norm_forward",
@@ -74,6 +74,7 @@ __all__ = [
 
 def _as_float_array(x: Any, name: str) -> np.ndarray:
     """``x`` as a C-contiguous float32/float64 ndarray, at least 2-D, not empty."""
+    check_numeric(x, name)  # the estimators' rule: no strings, dates, durations
     arr = np.asarray(x)
     kind = arr.dtype.kind
     if kind == "f" and arr.dtype.itemsize in (4, 8):
@@ -183,9 +184,14 @@ def _param(value: Any, n: Any, name: Any) -> Any:
 
 
 def _running(
-    running_mean: Any, running_var: Any, d: Any
+    running_mean: Any, running_var: Any, d: Any, x: Any = None, write: bool = False
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Validate running statistics that are updated in place; float64 copies."""
+    """Validate running statistics that are updated in place; float64 copies.
+
+    With ``write`` (training mode updates them) both buffers are checked to
+    be writable, apart from each other and from the input ``x`` before
+    either is written, so a call that raises writes neither.
+    """
     given = (running_mean is not None, running_var is not None)
     if given == (False, False):
         return None
@@ -204,6 +210,13 @@ def _running(
             raise ValueError(
                 f"{name} has {arr.size} values; expected one per feature ({d})."
             )
+        if write and not arr.flags.writeable:
+            raise ValueError(
+                f"{name} must be a writable array (it is updated in place in "
+                "training mode); got a read-only one."
+            )
+        if write and x is not None and np.may_share_memory(arr, x):
+            raise ValueError(f"{name} must not share memory with x.")
         vec = arr.astype(np.float64).reshape(-1)
         if not np.isfinite(vec).all():
             raise ValueError(f"{name} must be finite.")
@@ -212,6 +225,11 @@ def _running(
                 f"running_var must be non-negative; got {float(vec.min())!r}."
             )
         out.append(vec)
+    if write and np.may_share_memory(running_mean, running_var):
+        raise ValueError(
+            "running_mean and running_var must be separate arrays; they share "
+            "memory, so updating one would overwrite the other."
+        )
     if (out[1] < 0).any():
         raise ValueError("running_var must be non-negative.")
     return out[0], out[1]
@@ -576,7 +594,7 @@ def batch_norm_forward(
     n_feat = x3.shape[1]
     g = _param(gamma, n_feat, "gamma")
     b = _param(beta, n_feat, "beta")
-    running = _running(running_mean, running_var, n_feat)
+    running = _running(running_mean, running_var, n_feat, x, write=bool(training))
     r = d = None
     if not training:
         if running is None:
@@ -608,10 +626,13 @@ def batch_norm_forward(
             new_mean, new_var, _ = _moments.ema_update(
                 *running, np.ones(n_feat), batch, momentum
             )
-            running_mean[...] = new_mean.reshape(running_mean.shape)
-            running_var[...] = new_var.reshape(running_var.shape)
     inv_std = 1.0 / np.sqrt(var + eps)
     y3 = _normalize_spans(x3, spans, mean, inv_std, g, b, r, d)
+    if training and running is not None:
+        # Written last, when nothing else can raise.
+        assert running_mean is not None and running_var is not None
+        running_mean[...] = new_mean.reshape(running_mean.shape)
+        running_var[...] = new_var.reshape(running_var.shape)
     cache = BatchNormCache(
         layout,
         axes,

@@ -25,11 +25,11 @@ from sklearn.utils._param_validation import Interval
 
 from . import _dask, functional
 from ._state import StateMixin
-from ._validation import validate_X
+from ._validation import AtomicMixin, validate_X
 
 
 class _PerSampleNormalizer(
-    StateMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator
+    AtomicMixin, StateMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator
 ):
     """Shared ``fit``/``transform``; subclasses define :meth:`_view`."""
 

@@ -9,10 +9,12 @@ layer is a thread-safe one (skbn._config), so parallel kernels launched from
 several threads at once do not abort the process.
 """
 
+import inspect
 import pickle
 import subprocess
 import sys
 import threading
+import types
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -24,7 +26,7 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
-from skbn import BatchNormalizer, _config
+from skbn import BatchNormalizer, _config, _validation
 
 # Large enough to take the threaded kernels (>= MIN_PARALLEL_ELEMENTS).
 BIG = (1 << 15, 8)
@@ -154,3 +156,113 @@ def test_thread_pool_in_fresh_process_does_not_abort():
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("ok")
+
+
+# -- issue 13, class 7: a rollback is atomic for every public method ------------------
+
+
+def _readers(est, tmp_path, probe):
+    """Public methods that read the whole state, each returning comparable bits."""
+    pytest.importorskip("pandas")
+    path = tmp_path / "state.npz"
+
+    def save():
+        est.save(path)
+        return BatchNormalizer.load(path).running_mean_.tobytes()
+
+    return {
+        "save": save,
+        "to_keras_weights": lambda: b"".join(
+            w.tobytes() for w in est.to_keras_weights()
+        ),
+        "get_feature_names_out": lambda: tuple(est.get_feature_names_out()),
+        "transform": lambda: est.transform(probe).tobytes(),
+        "get_params": lambda: repr(sorted(est.get_params().items())),
+        "pickle": lambda: pickle.loads(pickle.dumps(est)).running_var_.tobytes(),
+        "n_features": lambda: est.n_features_in_,
+    }
+
+
+@pytest.mark.parametrize(
+    "reader",
+    [
+        "save",
+        "to_keras_weights",
+        "get_feature_names_out",
+        "transform",
+        "get_params",
+        "pickle",
+    ],
+)
+def test_readers_never_see_a_failing_call_half_done(rng, tmp_path, reader):
+    import pandas as pd
+
+    X = pd.DataFrame(rng.normal(size=(40, 3)), columns=["a", "b", "c"])
+    est = BatchNormalizer(momentum=None).fit(X)
+    probe = X.iloc[:5]
+    read = _readers(est, tmp_path, probe)[reader]
+    expected = read()
+    bad = X.copy()
+    bad.iloc[-1, -1] = np.inf  # partial_fit raises after validating X
+    stop = threading.Event()
+    failures = []
+
+    def writer():
+        while not stop.is_set():
+            for call in (est.partial_fit, est.fit, est.partial_fit_transform):
+                try:
+                    call(bad)
+                except ValueError:
+                    pass
+                else:  # pragma: no cover - the test's own premise
+                    failures.append("the bad batch was accepted")
+
+    threads = [threading.Thread(target=writer) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(150):
+            try:
+                got = read()
+            except Exception as exc:  # any exception is a half-restored state
+                failures.append(repr(exc))
+                break
+            if got != expected:
+                failures.append(f"{reader} changed")
+                break
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not failures, failures[:3]
+
+
+def test_every_public_method_takes_the_lock():
+    # One rule, inherited methods included: each public method (and
+    # pickling) is wrapped by skbn._validation.atomic, outermost.
+    from skbn import GroupNormalizer, InstanceNormalizer, LayerNormalizer
+
+    for cls in (BatchNormalizer, LayerNormalizer, GroupNormalizer, InstanceNormalizer):
+        for name in dir(cls):
+            if name.startswith("_") and name not in ("__getstate__", "__setstate__"):
+                continue
+            raw = inspect.getattr_static(cls, name)
+            fn = raw.fget if isinstance(raw, property) else raw
+            if isinstance(fn, types.FunctionType):
+                assert getattr(fn, "__skbn_atomic__", None) is fn, (cls, name)
+
+
+@pytest.mark.parametrize(
+    "reader", ["get_feature_names_out", "to_keras_weights", "get_params"]
+)
+def test_readers_wait_for_a_call_in_progress(reader):
+    # While a call holds the estimator's lock, a reader in another thread
+    # waits for it instead of reading a state in the middle of a change.
+    est = BatchNormalizer().fit(np.ones((4, 2)))
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (getattr(est, reader)(), done.set()))
+    with _validation._lock_of(est):
+        t.start()
+        assert not done.wait(0.2)
+    t.join(5)
+    assert done.is_set()

@@ -123,14 +123,14 @@ BAD_X = {
     ),
     "object_strings": (
         _object("spam"),
-        ValueError,
-        r"could not convert string to float: .*spam",
+        TypeError,
+        r"X must hold real numbers; got str values in an array of dtype object",
     ),
     "object_dicts": (_object({"a": 1}), TypeError, r"float\(\) argument.*dict"),
     "strings": (
         lambda rng: np.full((4, N_FEATURES), "spam"),
-        ValueError,
-        r"X must hold numbers; got an array of strings",
+        TypeError,
+        r"X must hold real numbers; got dtype <U4",
     ),
     "plus_inf": (
         _with_value(np.inf),
