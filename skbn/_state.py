@@ -20,6 +20,7 @@ import numpy as np
 
 from . import _monitor, _npy
 from ._layout import normalize_axis
+from ._validation import check_vector_state
 
 FORMAT = "skbn-state"
 FORMAT_VERSION = 1
@@ -441,19 +442,16 @@ def _check_fitted_state(target, attrs):
     ):
         raise ValueError(f"feature_names_in_ must hold {n} names.")
     for key in target._state_vectors:
+        # A file holds whole arrays (save writes nothing else): no scalar is
+        # broadcast here, unlike an assignment by a training loop.
         vec = attrs[key]
         if not isinstance(vec, np.ndarray) or vec.shape != (n,):
             shape = getattr(vec, "shape", type(vec).__name__)
             raise ValueError(f"{key} must be an array of shape ({n},), got {shape}.")
-        vec = vec.astype(np.float64)
-        if not np.all(np.isfinite(vec)):
-            raise ValueError(f"{key} must be finite.")
-        attrs[key] = vec
-    # Variances and per-feature sample counts cannot be negative: a negative
-    # one makes transform return NaN or a kernel divide by zero.
-    for key in ("running_var_", "_seen"):
-        if key in target._state_vectors and np.any(attrs[key] < 0):
-            raise ValueError(f"{key} must be >= 0, got {attrs[key].min()!r}.")
+    if target._state_vectors:
+        # The rules every kernel call checks (finite; variances and counts
+        # non-negative), converted to float64 in attrs.
+        check_vector_state(attrs, target.__name__)
     # The layout of the data the estimator was fitted on (validate_X).
     ndim, axis, axes = attrs["_ndim"], attrs["_fit_axis"], attrs["_axes"]
     if not _is_int(ndim) or ndim < 2:

@@ -399,15 +399,14 @@ FITTED_VECTORS = ("running_mean_", "running_var_", "gamma_", "beta_", "_seen")
 _F64 = np.dtype(np.float64)
 
 
-def _fitted_vector(est, name, n):
-    """The fitted vector ``name`` of ``est`` converted to float64 ``(n,)``."""
-    if name not in est.__dict__:
+def _fitted_vector(attrs, owner, name, n):
+    """The fitted vector ``attrs[name]`` converted to float64 ``(n,)``."""
+    if name not in attrs:
         raise ValueError(
-            f"{type(est).__name__} has no {name}: its fitted state is "
-            "incomplete; fit it again (or load a complete state)."
+            f"{owner} has no {name}: its fitted state is incomplete; fit it "
+            "again (or load a complete state)."
         )
-    value = est.__dict__[name]
-    arr = _float_array(value, name, f"a float or an array of {n} floats")
+    arr = _float_array(attrs[name], name, f"a float or an array of {n} floats")
     if arr.ndim == 0:
         return np.full(n, float(arr))
     if arr.shape != (n,):
@@ -445,17 +444,30 @@ def check_fitted_vectors(est):
     TypeError
         A vector that is not made of real numbers.
     """
-    d = est.__dict__
-    n = d.get("n_features_in_")
+    check_vector_state(est.__dict__, type(est).__name__)
+
+
+def check_vector_state(attrs, owner):
+    """:func:`check_fitted_vectors` on a mapping of fitted attributes.
+
+    For state that is not yet an estimator's (a file being loaded); converted
+    vectors replace their entries in ``attrs``.
+
+    Parameters
+    ----------
+    attrs : dict
+        Holds ``n_features_in_`` and the vectors of :data:`FITTED_VECTORS`.
+    owner : str
+        The estimator's class name, for the messages.
+    """
+    n = attrs.get("n_features_in_")
     if type(n) is not int:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-            raise ValueError(
-                f"n_features_in_ must be a positive int; got {n!r}."
-            )
+            raise ValueError(f"n_features_in_ must be a positive int; got {n!r}.")
         n = int(n)
     if n < 1:
         raise ValueError(f"n_features_in_ must be a positive int; got {n!r}.")
-    vectors = [d.get(name) for name in FITTED_VECTORS]
+    vectors = [attrs.get(name) for name in FITTED_VECTORS]
     fast = all(
         type(v) is np.ndarray
         and v.dtype == _F64
@@ -464,7 +476,7 @@ def check_fitted_vectors(est):
         for v in vectors
     )
     if not fast:
-        vectors = [_fitted_vector(est, name, n) for name in FITTED_VECTORS]
+        vectors = [_fitted_vector(attrs, owner, name, n) for name in FITTED_VECTORS]
     which, j = first_invalid(*vectors)
     if which >= 0:
         name = FITTED_VECTORS[which]
@@ -473,7 +485,7 @@ def check_fitted_vectors(est):
             f"{name} must be {must}; got {name}[{j}] = {float(vectors[which][j])!r}."
         )
     if not fast:
-        d.update(zip(FITTED_VECTORS, vectors, strict=True))
+        attrs.update(zip(FITTED_VECTORS, vectors, strict=True))
 
 
 # One reentrant lock per estimator, kept outside the estimator: it is no

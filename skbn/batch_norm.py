@@ -17,6 +17,7 @@ from ._kernels import cpu
 from ._layout import Layout, check_axis
 from ._state import StateMixin
 from ._validation import (
+    FITTED_VECTORS,
     FLOAT_TYPES,
     AtomicMixin,
     check_fitted_vectors,
@@ -213,7 +214,7 @@ class BatchNormalizer(
     }
     # Fitted state that save/load keep besides the public attributes.
     _state_private = ("_axes", "_fit_axis", "_ndim", "_seen", "_batch_stats")
-    _state_vectors = ("running_mean_", "running_var_", "gamma_", "beta_", "_seen")
+    _state_vectors = FITTED_VECTORS
 
     def __init__(
         self,
