@@ -562,7 +562,16 @@ def affine(layout, shift, scale, offset, out=None, feature_names=None):
         The result, of the input's kind and shape.
     """
     backend = layout.backend
-    view, obj = (out, None) if out is not None else layout.empty_out()
+    # The kernel finds an infinite input only while it writes, so writing
+    # into GPU input itself (copy=False) would leave it half overwritten
+    # when it raises.  Such input is written into a new buffer first and
+    # copied over on success.  Host input is on the device as a copy anyway:
+    # restore writes it back only after the kernel succeeded.
+    staged = out is not None and backend.kind != "host"
+    if out is None or staged:
+        view, obj = layout.empty_out()
+    else:
+        view, obj = out, None
 
     def error():
         _moments._raise_inf(layout.x3.copy_to_host(), feature_names)
@@ -576,6 +585,9 @@ def affine(layout, shift, scale, offset, out=None, feature_names=None):
         error,
         **backend.launch_options(),
     )
+    if staged:
+        out.copy_to_device(view, stream=backend.stream)
+        view, obj = out, None
     return layout.restore(view, obj, into_input=out is not None)
 
 

@@ -330,6 +330,21 @@ def test_copy_false_overwrites_device_input(rng):
 
 
 @needs_cuda
+@pytest.mark.parametrize("kind", ["device", "host"])
+@pytest.mark.parametrize("method", ["transform", "inverse_transform"])
+def test_copy_false_with_infinity_writes_nothing(rng, kind, method):
+    """The error comes before any of the input is overwritten."""
+    X = data(rng, (9, 3))
+    bn = BatchNormalizer(device="cuda").fit(X)
+    bad = X.copy()
+    bad[-1, -1] = np.inf
+    d = dev(bad) if kind == "device" else bad
+    with pytest.raises(ValueError, match="infinity"):
+        getattr(bn, method)(d, copy=False)
+    assert_array_equal(host(d) if kind == "device" else d, bad)
+
+
+@needs_cuda
 def test_foreign_arrays_come_back_as_numba_arrays(rng):
     X = data(rng, (10, 3))
     bn = BatchNormalizer().fit(ForeignArray.of(X))
