@@ -47,6 +47,16 @@ def h(a):
 
 
 cases = {
+    # The issue's input, first: a kernel run before any other loads the
+    # standalone merge_task_moments took the other copy of it when loaded
+    # from the cache (2 ulps of running_var_).
+    "issue_segments_f32": (
+        (100 + np.random.default_rng(0).normal(size=(64, 5, 30, 31)) * 3).astype(
+            np.float32
+        ),
+        1,
+        None,
+    ),
     "rows_f32": (data((5000, 64), np.float32), -1, None),
     "rows_f64_small": (data((300, 7), np.float64), -1, None),
     "rows_F_f64": (data((5000, 64), np.float64, order="F"), -1, None),
@@ -96,7 +106,7 @@ def _child(script, cache_dir, threads, seed):
     )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert len(lines) == 26, out.stdout  # every case printed
+    assert len(lines) == 28, out.stdout  # every case printed
     return lines
 
 
