@@ -54,7 +54,13 @@ def chan_merge(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
     return n, mean_a + delta * f, m2_a + m2_b + corr
 
 
-@njit(**_JIT)
+# Inlined into every kernel that calls it (issue 13, class 5): a call
+# between compiled functions runs, in the process that compiles, the callee's
+# own machine code and, after a load from Numba's cache, the copy linked into
+# the caller; under FASTMATH's ``reassoc`` the two copies may sum in a
+# different order (2 ulps of M2 on a (64, 5, 930) float32 input).  Inlined,
+# each kernel has one copy, the same compiled or loaded.
+@njit(inline="always", **_JIT)
 def merge_task_moments(cnt, mean, m2):
     """Merge rows of ``(tasks, features)`` moments in task order.
 
