@@ -187,9 +187,18 @@ def validate_sample_weight(sample_weight, X, axes):
             "sample_weight weighs samples along axis 0, but axis 0 is a feature "
             f"axis here (axis={axes}); drop sample_weight or choose another axis."
         )
-    return _check_sample_weight(
+    w = _check_sample_weight(
         sample_weight, X, dtype=np.float64, ensure_non_negative=True
     )
+    # sklearn checks an array of weights for NaN and inf, but broadcasts a
+    # scalar unchecked: a NaN would surface later as an error about X.
+    if not np.isfinite(w).all():
+        raise ValueError(
+            "sample_weight must be finite; got "
+            f"{sample_weight!r}" if np.ndim(sample_weight) == 0 else
+            "sample_weight must be finite; got an array with NaN or infinity."
+        )
+    return w
 
 
 def feature_vector(value, n_features, name):

@@ -455,13 +455,36 @@ def coefficients(var, gamma, beta, eps, use_gamma, use_beta):
     return scale, offset
 
 
+# Counts beyond 2**53 are sums of weights, not numbers of values: the overflow
+# test of a pooled update counts at most this many unit-weight values.
+_MAX_UNIT_COUNT = 2.0**53
+
+
 @njit(**_JIT)
 def ema_update(running_mean, running_var, seen, count, mean, m2, momentum):
     """Fold batch moments into running statistics, per feature (new arrays).
 
     ``momentum < 0`` means pooled (exact cumulative) statistics: a merge of
-    moments.  A feature first seen in this batch takes the batch statistics;
-    a feature absent from the batch keeps its running statistics.
+    moments, written with the weight fractions ``f_a = n_a / n`` and
+    ``f_b = n_b / n``::
+
+        mean = mean_a + f_b * delta
+        var  = f_a * var_a + f_b * var_b + (f_a * delta) * (f_b * delta)
+
+    so that no product of a count with a variance is formed (weights of 1e300
+    would overflow it although the variance is representable) and multiplying
+    every weight by a constant leaves the result unchanged.  With momentum the
+    update is ``running + (1 - momentum) * (batch - running)``: a feature whose
+    batch statistic equals its running one keeps it bit for bit, which
+    ``momentum * running + (1 - momentum) * batch`` does not (its two
+    roundings need not cancel).
+
+    A feature first seen in this batch takes the batch statistics; a feature
+    absent from the batch keeps its running statistics.  Where the result
+    overflows, the variance is returned as ``inf`` (the caller raises): for
+    pooled statistics also where the sum of squared deviations of the pooled
+    sample, ``n * var`` counted in values (at most ``2**53``), overflows,
+    which is exactly when the moments of one ``fit`` on the same data would.
     """
     d = running_mean.shape[0]
     new_mean = running_mean.copy()
@@ -471,16 +494,36 @@ def ema_update(running_mean, running_var, seen, count, mean, m2, momentum):
         nb = count[j]
         if nb <= 0.0:
             continue
-        if momentum < 0.0 or seen[j] <= 0.0:
-            n, mu, q = chan_merge(
-                seen[j], running_mean[j], running_var[j] * seen[j], nb, mean[j], m2[j]
-            )
-            new_mean[j] = mu
-            new_var[j] = q / n
+        na = seen[j]
+        mb = mean[j]
+        vb = m2[j] / nb
+        n = na + nb
+        if na <= 0.0:
+            mu = mb
+            var = vb
+        elif momentum < 0.0:
+            fb = nb / n
+            fa = na / n
+            delta = mb - running_mean[j]
+            mu = running_mean[j] + fb * delta
+            var = fa * running_var[j] + fb * vb + (fa * delta) * (fb * delta)
         else:
-            new_mean[j] = momentum * running_mean[j] + (1.0 - momentum) * mean[j]
-            new_var[j] = momentum * running_var[j] + (1.0 - momentum) * (m2[j] / nb)
-        new_seen[j] = seen[j] + nb
+            g = 1.0 - momentum
+            delta = mb - running_mean[j]
+            if np.isfinite(delta):
+                mu = running_mean[j] + g * delta
+            else:  # opposite signs near the top of the range
+                mu = momentum * running_mean[j] + g * mb
+            var = running_var[j] + g * (vb - running_var[j])
+        if momentum < 0.0 or na <= 0.0:
+            units = min(max(n, 1.0), _MAX_UNIT_COUNT)
+            if not np.isfinite(var * units):
+                var = np.inf
+        if not np.isfinite(mu):
+            var = np.inf
+        new_mean[j] = mu
+        new_var[j] = var
+        new_seen[j] = n
     return new_mean, new_var, new_seen
 
 
@@ -550,6 +593,9 @@ def small_train(
     new_mean, new_var, new_seen = ema_update(
         running_mean, running_var, seen, count, mean, m2, momentum
     )
+    if not all_finite(new_mean, new_var):
+        # An overflowing update: the general path raises, changing nothing.
+        return False, running_mean, running_var, seen
     if normalize:
         gamma, beta, eps, use_gamma, use_beta = params
         if normalize == 1:
