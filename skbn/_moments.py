@@ -60,12 +60,12 @@ def _fold(n, d):
     return k if n >= 2 * k else 1
 
 
-def _rows_moments(x2):
+def _rows_moments(x2, *ref):
     n, d = x2.shape
     block = _block_rows(d, x2.itemsize)
     n_tasks = _n_tasks(x2.size, (n + block - 1) // block)
     kernel = _pick(cpu.rows_moments, cpu.rows_moments_serial, x2.size)
-    return kernel(x2, block, n_tasks)
+    return kernel(x2, block, n_tasks, *ref)
 
 
 def _dense_moments(x3):
@@ -87,13 +87,17 @@ def _dense_moments(x3):
         return _rows_moments(x2)
     # Few, long columns: view k consecutive rows as one wide row, take the
     # moments of each of the k*d wide columns, then merge the k columns that
-    # hold the same feature, in order.  The tail rows merge last.
+    # hold the same feature, in order.  The tail rows merge last.  All of it
+    # with means relative to one reference per feature (see
+    # cpu.shift_reference), made absolute once at the end.
+    ref = cpu.shift_reference(x3)
     n_main = outer - outer % k
-    wide = _rows_moments(x2[:n_main].reshape(n_main // k, k * d))
+    wide = _rows_moments(x2[:n_main].reshape(n_main // k, k * d), np.tile(ref, k))
     folded = cpu.merge_task_moments(*(a.reshape(k, d) for a in wide))
-    if n_main == outer:
-        return folded
-    return cpu.merge_moments(*folded, *_rows_moments(x2[n_main:]))
+    if n_main < outer:
+        folded = cpu.merge_moments(*folded, *_rows_moments(x2[n_main:], ref))
+    count, mean, m2 = folded
+    return count, cpu.absolute_means(count, mean, ref), m2
 
 
 def _masked_moments(x3, w2):
