@@ -159,8 +159,13 @@ def test_kernels_within_two_pass_for_any_block_and_task_count(serial, n_tasks, d
 @SETTINGS
 @given(data=st.data())
 def test_functional_forward_within_two_pass(data):
-    X, axis, _ = data.draw(offset_data(data.draw(st.sampled_from(
-        ["narrow C", "wide C", "narrow F", "NCHW axis=1"]))))
+    X, axis, _ = data.draw(
+        offset_data(
+            data.draw(
+                st.sampled_from(["narrow C", "wide C", "narrow F", "NCHW axis=1"])
+            )
+        )
+    )
     X = np.where(np.isnan(X), np.asarray(1.0, X.dtype) * np.nanmax(X), X)
     _, cache = F.batch_norm_forward(X, None, None, axis=axis)
     d = naive.n_features(X.shape, axis)
@@ -208,8 +213,9 @@ def test_functional_running_update_keeps_a_constant(c, momentum):
     x = np.full((5, 3), c)
     rm = np.full(3, c)
     rv = np.zeros(3)
-    F.batch_norm_forward(x, None, None, running_mean=rm, running_var=rv,
-                         momentum=momentum)
+    F.batch_norm_forward(
+        x, None, None, running_mean=rm, running_var=rv, momentum=momentum
+    )
     assert rm.tolist() == [c] * 3
     assert rv.tolist() == [0.0] * 3
 
@@ -218,8 +224,12 @@ def test_functional_running_update_keeps_a_constant(c, momentum):
 
 
 def _state(bn):
-    return (bn.running_mean_.tobytes(), bn.running_var_.tobytes(),
-            bn.n_samples_seen_, bn.n_batches_seen_)
+    return (
+        bn.running_mean_.tobytes(),
+        bn.running_var_.tobytes(),
+        bn.n_samples_seen_,
+        bn.n_batches_seen_,
+    )
 
 
 @pytest.mark.parametrize("big", [1e154, 3e200, 1e308])
@@ -280,10 +290,15 @@ def test_one_row_batches_with_huge_or_tiny_weights_are_finite(log_w, values):
     for v in values:
         ref.partial_fit([[v]])
     assert np.isfinite(bn.running_var_).all()
-    np.testing.assert_allclose(bn.running_mean_, ref.running_mean_, rtol=1e-12,
-                               atol=1e-12 * max(map(abs, values)))
-    np.testing.assert_allclose(bn.running_var_, ref.running_var_, rtol=1e-12,
-                               atol=1e-300)
+    np.testing.assert_allclose(
+        bn.running_mean_,
+        ref.running_mean_,
+        rtol=1e-12,
+        atol=1e-12 * max(map(abs, values)),
+    )
+    np.testing.assert_allclose(
+        bn.running_var_, ref.running_var_, rtol=1e-12, atol=1e-300
+    )
 
 
 @SETTINGS
