@@ -60,12 +60,12 @@ def _fold(n, d):
     return k if n >= 2 * k else 1
 
 
-def _rows_moments(x2):
+def _rows_moments(x2, *ref):
     n, d = x2.shape
     block = _block_rows(d, x2.itemsize)
     n_tasks = _n_tasks(x2.size, (n + block - 1) // block)
     kernel = _pick(cpu.rows_moments, cpu.rows_moments_serial, x2.size)
-    return kernel(x2, block, n_tasks)
+    return kernel(x2, block, n_tasks, *ref)
 
 
 def _dense_moments(x3):
@@ -87,13 +87,17 @@ def _dense_moments(x3):
         return _rows_moments(x2)
     # Few, long columns: view k consecutive rows as one wide row, take the
     # moments of each of the k*d wide columns, then merge the k columns that
-    # hold the same feature, in order.  The tail rows merge last.
+    # hold the same feature, in order.  The tail rows merge last.  All of it
+    # with means relative to one reference per feature (see
+    # cpu.shift_reference), made absolute once at the end.
+    ref = cpu.shift_reference(x3)
     n_main = outer - outer % k
-    wide = _rows_moments(x2[:n_main].reshape(n_main // k, k * d))
+    wide = _rows_moments(x2[:n_main].reshape(n_main // k, k * d), np.tile(ref, k))
     folded = cpu.merge_task_moments(*(a.reshape(k, d) for a in wide))
-    if n_main == outer:
-        return folded
-    return cpu.merge_moments(*folded, *_rows_moments(x2[n_main:]))
+    if n_main < outer:
+        folded = cpu.merge_moments(*folded, *_rows_moments(x2[n_main:], ref))
+    count, mean, m2 = folded
+    return count, cpu.absolute_means(count, mean, ref), m2
 
 
 def _masked_moments(x3, w2):
@@ -178,18 +182,71 @@ def moments(layout, sample_weight=None, feature_names=None):
         if cpu.all_finite(res[1], res[2]):
             return Moments(*res)
         w2 = np.broadcast_to(np.ones(1), (x3.shape[0], x3.shape[2]))
+        unit = 1.0
     else:
-        w2 = layout.weights(sample_weight)
+        scaled, unit = unit_weights(sample_weight)
+        w2 = layout.weights(scaled)
     res = _masked_moments(x3, w2)
     if cpu.all_finite(res[1], res[2]):
-        return Moments(*res)
+        if unit == 1.0:
+            return Moments(*res)
+        with np.errstate(over="ignore"):  # tested just below
+            count, mean, m2 = res[0] * unit, res[1], res[2] * unit
+        if cpu.all_finite(count, m2):
+            return Moments(count, mean, m2)
+        raise ValueError(
+            "sample_weight is too large: the weighted sum of squared deviations "
+            f"of feature {_first_bad(count, m2)} overflows float64 (largest "
+            f"weight {np.max(sample_weight):.3g}); rescale sample_weight."
+        )
     if _inf_features(x3).size:
         _raise_inf(x3, feature_names)
-    bad = np.flatnonzero(~(np.isfinite(res[1]) & np.isfinite(res[2])))
+    _raise_overflow(res[1], res[2])
+
+
+def _first_bad(a, b):
+    bad = np.flatnonzero(~(np.isfinite(a) & np.isfinite(b)))
+    return ", ".join(map(str, bad[:5]))
+
+
+def _raise_overflow(mean, var):
+    """The error of moments whose variance (or sum of squares) overflows."""
     raise ValueError(
-        f"The variance of feature {', '.join(map(str, bad[:5]))} overflows "
+        f"The variance of feature {_first_bad(mean, var)} overflows "
         "float64; rescale X (its values are too large to square)."
     )
+
+
+def unit_weights(sample_weight):
+    """Weights divided by the power of two at or below the largest, and it.
+
+    The kernels then see a largest weight in ``[1, 2)`` whatever the scale,
+    so that multiplying every weight by a power of two changes no statistic
+    and any other common factor changes them only by rounding (tiny or
+    subnormal weights lose bits in ``w * (x - shift)``; huge ones overflow
+    ``w * (x - shift)**2``).  A power of two makes the division exact, and
+    unit weights are left as they are.  The kernels' counts and sums of
+    squares are then in units of the returned power of two.
+
+    Parameters
+    ----------
+    sample_weight : ndarray of shape (n_samples,)
+        Non-negative, finite weights.
+
+    Returns
+    -------
+    scaled : ndarray
+        ``sample_weight / unit`` (``sample_weight`` itself when ``unit == 1``).
+    unit : float
+        A power of two; 1.0 when all weights are 0.
+    """
+    top = float(np.max(sample_weight)) if sample_weight.size else 0.0
+    if not top > 0.0 or not math.isfinite(top):
+        return sample_weight, 1.0
+    unit = math.ldexp(1.0, math.frexp(top)[1] - 1)
+    if unit == 1.0:
+        return sample_weight, 1.0
+    return sample_weight / unit, unit
 
 
 def merge(a, b):
@@ -232,10 +289,21 @@ def ema_update(running_mean, running_var, seen, batch, momentum):
     -------
     mean, var, seen : ndarray
         New arrays; the inputs are not modified.
+
+    Raises
+    ------
+    ValueError
+        When the updated statistics overflow float64 (see
+        :func:`skbn._kernels.cpu.ema_update`), as :func:`moments` does.
     """
-    return cpu.ema_update(
+    mean, var, new_seen = cpu.ema_update(
         running_mean, running_var, seen, *batch, momentum_code(momentum)
     )
+    if not cpu.all_finite(mean, var):
+        # The same error as the moments of one fit on the pooled data; the
+        # inputs were not modified, so the caller's state is unchanged.
+        _raise_overflow(mean, var)
+    return mean, var, new_seen
 
 
 def momentum_code(momentum):

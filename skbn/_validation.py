@@ -309,6 +309,14 @@ def validate_sample_weight(sample_weight, X, axes):
         ensure_non_negative=True,
         allow_all_zero_weights=True,
     )
+    # sklearn checks an array of weights for NaN and inf, but broadcasts a
+    # scalar unchecked: a NaN would surface later as an error about X.
+    if not np.isfinite(w).all():
+        raise ValueError(
+            "sample_weight must be finite; got "
+            f"{sample_weight!r}" if np.ndim(sample_weight) == 0 else
+            "sample_weight must be finite; got an array with NaN or infinity."
+        )
     check_weight_total(w.sum())
     return w
 

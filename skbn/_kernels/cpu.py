@@ -97,15 +97,6 @@ def merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
 
 
 @njit(inline="always", **_JIT)
-def _first_value(v):
-    """First non-NaN entry of ``v`` (0 if none): a shift for exact means."""
-    for i in range(v.shape[0]):
-        if v[i] == v[i]:
-            return float(v[i])
-    return 0.0
-
-
-@njit(inline="always", **_JIT)
 def segment_unit(u, k_per, c, seg_len, inner):
     """Unit ``u`` of the segments layout: ``(o, channel, i0, i1)``.
 
@@ -125,48 +116,99 @@ def _task_range(t, n_tasks, n_units):
 _SHIFT_ROWS = 16
 
 
-@njit(inline="always", **_JIT)
-def _initial_shift(x, r0, r1, shift):
-    """The shift of a task's first block (rows ``r0:r1``): its first row plus
-    the mean offset of up to ``_SHIFT_ROWS`` of its rows from it.
+@njit(**_JIT)
+def shift_reference(x3):
+    """Per-channel reference ``K`` of ``x3`` (outer, c, inner) for exact means.
 
-    The first row alone is more than one standard deviation from the mean in
-    about a third of the columns, and then the exactness guard of
-    :func:`rows_moments` makes the block be read twice; the mean of 16 rows is
-    off by a quarter of one, and the guard (which needs a full one) almost
-    never fires.  Differences from the first row keep a constant column's
-    shift exactly its value.
+    The moment kernels merge their blocks' means *relative to* ``K``
+    (``mean - K``), not as absolute values: an absolute mean of data at an
+    offset is rounded to the offset's ulp, and in the merge's
+    ``delta**2 * n_a * n_b / n`` that rounding is a first-order error (the
+    docs' ``1e6 + {0, 1}`` example lost 11 digits of its variance 0.25).
+    Relative means are rounded to the ulp of the spread instead, as in a
+    two-pass computation.  ``K`` is the first non-NaN value of the channel
+    (in memory order) plus the mean offset of up to ``_SHIFT_ROWS`` of its
+    first non-NaN values from it: within a fraction of a standard deviation
+    of the mean for most data, so that also the blocks' shifted sums rarely
+    need the exactness guard's second pass, and exactly the value of a
+    constant channel.  It depends on the data only (not on the number of
+    tasks), so results stay bit-identical for any thread count.  A channel
+    without values gets 0.
     """
-    d = x.shape[1]
-    k = min(r1 - r0, _SHIFT_ROWS)
-    for j in range(d):
-        shift[j] = 0.0
-    for r in range(r0 + 1, r0 + k):
-        for j in range(d):
-            # In float64: float32 values of opposite signs near the top of
-            # the range would overflow their difference.
-            shift[j] += float(x[r, j]) - float(x[r0, j])
-    for j in range(d):
-        shift[j] = float(x[r0, j]) + shift[j] / k
+    outer, c, inner = x3.shape
+    ref = np.zeros(c)
+    for ch in range(c):
+        first = 0.0
+        acc = 0.0
+        k = 0
+        for o in range(outer):
+            for i in range(inner):
+                v = x3[o, ch, i]
+                if v == v:
+                    if k == 0:
+                        first = float(v)
+                    else:
+                        # In float64: float32 values of opposite signs near
+                        # the top of the range would overflow their difference.
+                        acc += float(v) - first
+                    k += 1
+                    if k == _SHIFT_ROWS:
+                        break
+            if k == _SHIFT_ROWS:
+                break
+        if k > 0:
+            ref[ch] = first + acc / k
+    return ref
+
+
+@njit(**{**_JIT, "fastmath": False})
+def _exact_sub(a, b):
+    """``a - b`` in IEEE arithmetic.
+
+    A kernel's shift is ``K + m`` (``m`` its running mean relative to ``K``)
+    and its relative value must be the rounded shift minus ``K``, not ``m``:
+    fastmath's reassoc would fold ``(K + m) - K`` into ``m``.  Compiled
+    apart, without fastmath, so that the subtraction is kept.
+    """
+    return a - b
+
+
+@njit(**_JIT)
+def absolute_means(count, mean, ref):
+    """``mean + ref`` in place where ``count > 0`` (an empty feature keeps
+    mean 0, so that it merges as a no-op); returns ``mean``."""
+    for j in range(mean.shape[0]):
+        if count[j] > 0.0:
+            mean[j] = ref[j] + mean[j]
+    return mean
 
 
 @njit(parallel=True, **_JIT)
-def rows_moments(x, block, n_tasks):
+def rows_moments(x, block, n_tasks, ref=None):
     """Per-column moments of ``x`` (n, d); NaN propagates (no weights).
 
+    ``ref``, the per-column reference ``K`` of :func:`shift_reference`, is
+    taken from ``x`` when omitted and the means come back absolute; given,
+    the means come back relative to it (``mean - ref``), for a caller that
+    merges them further (the fold of :mod:`skbn._moments`).
+
     Each block is reduced in a single streaming pass of shifted sums
-    ``S1 = sum(x - K)`` and ``S2 = sum((x - K)**2)`` with ``K`` the task's
-    running mean (for the first block, the mean of its first rows, see
-    :func:`_initial_shift`), then
-    ``M2 = S2 - S1**2 / n``.  The subtraction loses accuracy only when ``K``
+    ``S1 = sum(x - k)`` and ``S2 = sum((x - k)**2)`` with ``k`` the task's
+    running mean (``K`` for the first block), then
+    ``M2 = S2 - S1**2 / n``.  The subtraction loses accuracy only when ``k``
     is far from the block mean compared to the block's spread; the kernel
     measures that (``S1**2 / n`` against ``S2``) and, when more than half of
     ``S2`` would cancel, recomputes that block's M2 exactly from its mean in a
     second pass over the block, which is still in cache.  So the error is never
     more than twice that of the two-pass algorithm, and a constant column
-    gives M2 exactly 0.
+    gives M2 exactly 0.  Blocks merge with means relative to ``K`` (see
+    :func:`shift_reference`).
     """
     n, d = x.shape
+    if ref is None:
+        k0 = shift_reference(x.reshape(n, d, 1))
+    else:
+        k0 = ref
     n_blocks = (n + block - 1) // block
     cnt = np.zeros((n_tasks, d))
     mean = np.zeros((n_tasks, d))
@@ -174,17 +216,19 @@ def rows_moments(x, block, n_tasks):
     for t in prange(n_tasks):
         b0, b1 = _task_range(t, n_tasks, n_blocks)
         shift = np.empty(d)
+        srel = np.empty(d)
         s = np.empty(d)
         q = np.empty(d)
         ma = mean[t]
         qa = m2[t]
         na = 0.0
-        if b0 < b1:
-            _initial_shift(x, b0 * block, min(n, (b0 + 1) * block), shift)
         for b in range(b0, b1):
             r0 = b * block
             r1 = min(n, r0 + block)
             nb = float(r1 - r0)
+            for j in range(d):
+                shift[j] = k0[j] + ma[j]
+                srel[j] = _exact_sub(shift[j], k0[j])
             s[:] = 0.0
             q[:] = 0.0
             # Four rows per sweep: a quarter of the accumulator loads and
@@ -209,34 +253,45 @@ def rows_moments(x, block, n_tasks):
                 c = s[j] * s[j] / nb
                 redo |= c > 0.5 * q[j]
                 q[j] = q[j] - c
-                s[j] = shift[j] + s[j] / nb  # the block mean
+                s[j] = s[j] / nb  # the block mean minus the shift
             if redo:
+                for j in range(d):
+                    shift[j] = shift[j] + s[j]  # the block mean, rounded
                 q[:] = 0.0
                 for r in range(r0, r1):
                     for j in range(d):
-                        dv = x[r, j] - s[j]
+                        dv = x[r, j] - shift[j]
                         q[j] += dv * dv
             n_new = na
             for j in range(d):
-                n_new, ma[j], qa[j] = chan_merge(na, ma[j], qa[j], nb, s[j], q[j])
-                shift[j] = ma[j]
+                n_new, ma[j], qa[j] = chan_merge(
+                    na, ma[j], qa[j], nb, srel[j] + s[j], q[j]
+                )
             na = n_new
         cnt[t, :] = na
     if n_tasks == 1:  # what the merge would return, without its allocations
-        return cnt[0], mean[0], m2[0]
-    return merge_task_moments(cnt, mean, m2)
+        out = cnt[0], mean[0], m2[0]
+    else:
+        out = merge_task_moments(cnt, mean, m2)
+    if ref is None:
+        absolute_means(out[0], out[1], k0)
+    return out
 
 
 @njit(parallel=True, **_JIT)
-def rows_moments_masked(x, w, block, n_tasks):
+def rows_moments_masked(x, w, block, n_tasks, ref=None):
     """Per-column weighted moments of ``x`` (n, d) that skip NaN entries.
 
-    ``w`` has shape ``(n, 1)`` (one weight per row, any strides).  The mean
-    of a block is formed around a shift (the task's mean so far, or the
-    block's first value) so that a constant feature has exactly its value as
-    mean and exactly 0 as M2, whatever the weights.
+    ``w`` has shape ``(n, 1)`` (one weight per row, any strides); ``ref`` as
+    in :func:`rows_moments`.  The mean of a block is formed around a shift
+    (``K`` plus the task's mean so far) so that a constant feature has
+    exactly its value as mean and exactly 0 as M2, whatever the weights.
     """
     n, d = x.shape
+    if ref is None:
+        k0 = shift_reference(x.reshape(n, d, 1))
+    else:
+        k0 = ref
     n_blocks = (n + block - 1) // block
     cnt = np.zeros((n_tasks, d))
     mean = np.zeros((n_tasks, d))
@@ -244,6 +299,7 @@ def rows_moments_masked(x, w, block, n_tasks):
     for t in prange(n_tasks):
         b0, b1 = _task_range(t, n_tasks, n_blocks)
         shift = np.empty(d)
+        srel = np.empty(d)
         s = np.empty(d)
         sw = np.empty(d)
         q = np.empty(d)
@@ -254,7 +310,8 @@ def rows_moments_masked(x, w, block, n_tasks):
             r0 = b * block
             r1 = min(n, r0 + block)
             for j in range(d):
-                shift[j] = ma[j] if na[j] > 0.0 else _first_value(x[r0:r1, j])
+                shift[j] = k0[j] + ma[j]
+                srel[j] = _exact_sub(shift[j], k0[j])
             s[:] = 0.0
             sw[:] = 0.0
             for r in range(r0, r1):
@@ -265,23 +322,30 @@ def rows_moments_masked(x, w, block, n_tasks):
                         s[j] += wr * (v - shift[j])
                         sw[j] += wr
             for j in range(d):
-                s[j] = shift[j] + s[j] / sw[j] if sw[j] > 0.0 else 0.0
+                s[j] = s[j] / sw[j] if sw[j] > 0.0 else 0.0
+                shift[j] = shift[j] + s[j]  # the block mean, rounded
+                srel[j] = srel[j] + s[j] if sw[j] > 0.0 else 0.0
             q[:] = 0.0
             for r in range(r0, r1):
                 wr = w[r, 0]
                 for j in range(d):
                     v = x[r, j]
                     if v == v:
-                        dv = v - s[j]
+                        dv = v - shift[j]
                         q[j] += wr * dv * dv
             for j in range(d):
-                na[j], ma[j], qa[j] = chan_merge(na[j], ma[j], qa[j], sw[j], s[j], q[j])
-    return merge_task_moments(cnt, mean, m2)
+                na[j], ma[j], qa[j] = chan_merge(
+                    na[j], ma[j], qa[j], sw[j], srel[j], q[j]
+                )
+    out = merge_task_moments(cnt, mean, m2)
+    if ref is None:
+        absolute_means(out[0], out[1], k0)
+    return out
 
 
 @njit(inline="always", **_JIT)
-def _run_moments(v, k0):
-    """Moments ``(n, mean, M2)`` of the contiguous run ``v``, shifted by ``k0``.
+def _run_moments(v, k):
+    """Moments ``(n, mean - k, M2)`` of the contiguous run ``v``, shifted by ``k``.
 
     One pass of shifted sums, redone two-pass from the mean when the shift
     would cost accuracy, exactly as in :func:`rows_moments`; NaN propagates.
@@ -290,28 +354,34 @@ def _run_moments(v, k0):
     s = 0.0
     q = 0.0
     for i in range(n):
-        dv = v[i] - k0
+        dv = v[i] - k
         s += dv
         q += dv * dv
     nb = float(n)
     c = s * s / nb
-    mean = k0 + s / nb
+    loc = s / nb
     if c > 0.5 * q:
+        mean = k + loc
         q = 0.0
         for i in range(n):
             dv = v[i] - mean
             q += dv * dv
-        return nb, mean, q
-    return nb, mean, q - c
+        return nb, loc, q
+    return nb, loc, q - c
 
 
 @njit(parallel=True, **_JIT)
-def channels_moments(x, seg_len):
+def channels_moments(x, seg_len, ref=None):
     """Per-row moments of ``x`` (c, inner): the segments layout with
     ``outer == 1`` and many channels (per-sample statistics, Fortran-ordered
     columns).  Each channel is one thread's work, merged over its runs in
-    order, so no per-task table of all channels is needed."""
+    order, so no per-task table of all channels is needed.  ``ref`` as in
+    :func:`rows_moments`."""
     c, inner = x.shape
+    if ref is None:
+        k0 = shift_reference(x.reshape(1, c, inner))
+    else:
+        k0 = ref
     cnt = np.zeros(c)
     mean = np.zeros(c)
     m2 = np.zeros(c)
@@ -321,18 +391,24 @@ def channels_moments(x, seg_len):
         qa = 0.0
         for i0 in range(0, inner, seg_len):
             run = x[ch, i0 : min(inner, i0 + seg_len)]
-            nb, bm, q = _run_moments(run, ma if na > 0.0 else run[0])
-            na, ma, qa = chan_merge(na, ma, qa, nb, bm, q)
+            k = k0[ch] + ma
+            nb, loc, q = _run_moments(run, k)
+            na, ma, qa = chan_merge(na, ma, qa, nb, _exact_sub(k, k0[ch]) + loc, q)
         cnt[ch] = na
         mean[ch] = ma
         m2[ch] = qa
+    if ref is None:
+        absolute_means(cnt, mean, k0)
     return cnt, mean, m2
 
 
 @njit(parallel=True, **_JIT)
-def segments_moments(x, seg_len, n_tasks):
-    """Per-channel moments of ``x`` (outer, c, inner); NaN propagates."""
+def segments_moments(x, seg_len, n_tasks, ref=None):
+    """Per-channel moments of ``x`` (outer, c, inner); NaN propagates.
+
+    ``ref`` as in :func:`rows_moments`."""
     outer, c, inner = x.shape
+    k0 = shift_reference(x) if ref is None else ref
     k_per = (inner + seg_len - 1) // seg_len
     n_units = outer * c * k_per
     cnt = np.zeros((n_tasks, c))
@@ -342,21 +418,31 @@ def segments_moments(x, seg_len, n_tasks):
         u0, u1 = _task_range(t, n_tasks, n_units)
         for u in range(u0, u1):
             o, ch, i0, i1 = segment_unit(u, k_per, c, seg_len, inner)
-            k0 = mean[t, ch] if cnt[t, ch] > 0.0 else x[o, ch, i0]
-            nb, bm, q = _run_moments(x[o, ch, i0:i1], k0)
+            k = k0[ch] + mean[t, ch]
+            nb, loc, q = _run_moments(x[o, ch, i0:i1], k)
             cnt[t, ch], mean[t, ch], m2[t, ch] = chan_merge(
-                cnt[t, ch], mean[t, ch], m2[t, ch], nb, bm, q
+                cnt[t, ch],
+                mean[t, ch],
+                m2[t, ch],
+                nb,
+                _exact_sub(k, k0[ch]) + loc,
+                q,
             )
-    return merge_task_moments(cnt, mean, m2)
+    out = merge_task_moments(cnt, mean, m2)
+    if ref is None:
+        absolute_means(out[0], out[1], k0)
+    return out
 
 
 @njit(parallel=True, **_JIT)
-def segments_moments_masked(x, w, seg_len, n_tasks):
+def segments_moments_masked(x, w, seg_len, n_tasks, ref=None):
     """Weighted, NaN-skipping per-channel moments of ``x`` (outer, c, inner).
 
-    ``w`` has shape ``(outer, inner)`` (any strides, zero strides allowed).
+    ``w`` has shape ``(outer, inner)`` (any strides, zero strides allowed);
+    ``ref`` as in :func:`rows_moments`.
     """
     outer, c, inner = x.shape
+    k0 = shift_reference(x) if ref is None else ref
     k_per = (inner + seg_len - 1) // seg_len
     n_units = outer * c * k_per
     cnt = np.zeros((n_tasks, c))
@@ -366,26 +452,30 @@ def segments_moments_masked(x, w, seg_len, n_tasks):
         u0, u1 = _task_range(t, n_tasks, n_units)
         for u in range(u0, u1):
             o, ch, i0, i1 = segment_unit(u, k_per, c, seg_len, inner)
-            seg = x[o, ch, i0:i1]
-            k0 = mean[t, ch] if cnt[t, ch] > 0.0 else _first_value(seg)
+            k = k0[ch] + mean[t, ch]
             s = 0.0
             sw = 0.0
             for i in range(i0, i1):
                 v = x[o, ch, i]
                 if v == v:
-                    s += w[o, i] * (v - k0)
+                    s += w[o, i] * (v - k)
                     sw += w[o, i]
-            bm = k0 + s / sw if sw > 0.0 else 0.0
+            loc = s / sw if sw > 0.0 else 0.0
+            bm = k + loc
             q = 0.0
             for i in range(i0, i1):
                 v = x[o, ch, i]
                 if v == v:
                     dv = v - bm
                     q += w[o, i] * dv * dv
+            rel = _exact_sub(k, k0[ch]) + loc if sw > 0.0 else 0.0
             cnt[t, ch], mean[t, ch], m2[t, ch] = chan_merge(
-                cnt[t, ch], mean[t, ch], m2[t, ch], sw, bm, q
+                cnt[t, ch], mean[t, ch], m2[t, ch], sw, rel, q
             )
-    return merge_task_moments(cnt, mean, m2)
+    out = merge_task_moments(cnt, mean, m2)
+    if ref is None:
+        absolute_means(out[0], out[1], k0)
+    return out
 
 
 @njit(parallel=True, **_JIT)
@@ -461,13 +551,36 @@ def coefficients(var, gamma, beta, eps, use_gamma, use_beta):
     return scale, offset
 
 
+# Counts beyond 2**53 are sums of weights, not numbers of values: the overflow
+# test of a pooled update counts at most this many unit-weight values.
+_MAX_UNIT_COUNT = 2.0**53
+
+
 @njit(**_JIT)
 def ema_update(running_mean, running_var, seen, count, mean, m2, momentum):
     """Fold batch moments into running statistics, per feature (new arrays).
 
     ``momentum < 0`` means pooled (exact cumulative) statistics: a merge of
-    moments.  A feature first seen in this batch takes the batch statistics;
-    a feature absent from the batch keeps its running statistics.
+    moments, written with the weight fractions ``f_a = n_a / n`` and
+    ``f_b = n_b / n``::
+
+        mean = mean_a + f_b * delta
+        var  = f_a * var_a + f_b * var_b + (f_a * delta) * (f_b * delta)
+
+    so that no product of a count with a variance is formed (weights of 1e300
+    would overflow it although the variance is representable) and multiplying
+    every weight by a constant leaves the result unchanged.  With momentum the
+    update is ``running + (1 - momentum) * (batch - running)``: a feature whose
+    batch statistic equals its running one keeps it bit for bit, which
+    ``momentum * running + (1 - momentum) * batch`` does not (its two
+    roundings need not cancel).
+
+    A feature first seen in this batch takes the batch statistics; a feature
+    absent from the batch keeps its running statistics.  Where the result
+    overflows, the variance is returned as ``inf`` (the caller raises): for
+    pooled statistics also where the sum of squared deviations of the pooled
+    sample, ``n * var`` counted in values (at most ``2**53``), overflows,
+    which is exactly when the moments of one ``fit`` on the same data would.
     """
     d = running_mean.shape[0]
     new_mean = running_mean.copy()
@@ -477,16 +590,36 @@ def ema_update(running_mean, running_var, seen, count, mean, m2, momentum):
         nb = count[j]
         if nb <= 0.0:
             continue
-        if momentum < 0.0 or seen[j] <= 0.0:
-            n, mu, q = chan_merge(
-                seen[j], running_mean[j], running_var[j] * seen[j], nb, mean[j], m2[j]
-            )
-            new_mean[j] = mu
-            new_var[j] = q / n
+        na = seen[j]
+        mb = mean[j]
+        vb = m2[j] / nb
+        n = na + nb
+        if na <= 0.0:
+            mu = mb
+            var = vb
+        elif momentum < 0.0:
+            fb = nb / n
+            fa = na / n
+            delta = mb - running_mean[j]
+            mu = running_mean[j] + fb * delta
+            var = fa * running_var[j] + fb * vb + (fa * delta) * (fb * delta)
         else:
-            new_mean[j] = momentum * running_mean[j] + (1.0 - momentum) * mean[j]
-            new_var[j] = momentum * running_var[j] + (1.0 - momentum) * (m2[j] / nb)
-        new_seen[j] = seen[j] + nb
+            g = 1.0 - momentum
+            delta = mb - running_mean[j]
+            if np.isfinite(delta):
+                mu = running_mean[j] + g * delta
+            else:  # opposite signs near the top of the range
+                mu = momentum * running_mean[j] + g * mb
+            var = running_var[j] + g * (vb - running_var[j])
+        if momentum < 0.0 or na <= 0.0:
+            units = min(max(n, 1.0), _MAX_UNIT_COUNT)
+            if not np.isfinite(var * units):
+                var = np.inf
+        if not np.isfinite(mu):
+            var = np.inf
+        new_mean[j] = mu
+        new_var[j] = var
+        new_seen[j] = n
     return new_mean, new_var, new_seen
 
 
@@ -556,6 +689,9 @@ def small_train(
     new_mean, new_var, new_seen = ema_update(
         running_mean, running_var, seen, count, mean, m2, momentum
     )
+    if not all_finite(new_mean, new_var):
+        # An overflowing update: the general path raises, changing nothing.
+        return False, running_mean, running_var, seen
     if normalize:
         gamma, beta, eps, use_gamma, use_beta = params
         if normalize == 1:
