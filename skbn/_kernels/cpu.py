@@ -161,6 +161,20 @@ def shift_reference(x3):
     return ref
 
 
+@njit(inline="always", **_JIT)
+def corrected_m2(q, e, sw):
+    """M2 of a block from its second pass around a rounded mean ``m``.
+
+    ``q = sum(w * (x - m)**2)`` and ``e = sum(w * (x - m))``.  At an offset
+    the block mean is rounded to the offset's ulp, and ``q`` alone is M2 plus
+    ``sw * (m - mean)**2``, an error of the order of the two-pass algorithm's
+    own; the correction ``e**2 / sw`` removes it (the corrected two-pass
+    algorithm of Chan, Golub and LeVeque).  ``e`` is tiny, so the
+    subtraction cancels nothing.  ``sw == 0`` gives ``q`` (that is, 0).
+    """
+    return q - e * e / sw if sw > 0.0 else q
+
+
 @njit(**{**_JIT, "fastmath": False})
 def _exact_sub(a, b):
     """``a - b`` in IEEE arithmetic.
@@ -219,6 +233,7 @@ def rows_moments(x, block, n_tasks, ref=None):
         srel = np.empty(d)
         s = np.empty(d)
         q = np.empty(d)
+        e = np.empty(d)
         ma = mean[t]
         qa = m2[t]
         na = 0.0
@@ -258,10 +273,14 @@ def rows_moments(x, block, n_tasks, ref=None):
                 for j in range(d):
                     shift[j] = shift[j] + s[j]  # the block mean, rounded
                 q[:] = 0.0
+                e[:] = 0.0
                 for r in range(r0, r1):
                     for j in range(d):
                         dv = x[r, j] - shift[j]
+                        e[j] += dv
                         q[j] += dv * dv
+                for j in range(d):
+                    q[j] = corrected_m2(q[j], e[j], nb)
             n_new = na
             for j in range(d):
                 n_new, ma[j], qa[j] = chan_merge(
@@ -303,6 +322,7 @@ def rows_moments_masked(x, w, block, n_tasks, ref=None):
         s = np.empty(d)
         sw = np.empty(d)
         q = np.empty(d)
+        e = np.empty(d)
         na = cnt[t]
         ma = mean[t]
         qa = m2[t]
@@ -326,13 +346,17 @@ def rows_moments_masked(x, w, block, n_tasks, ref=None):
                 shift[j] = shift[j] + s[j]  # the block mean, rounded
                 srel[j] = srel[j] + s[j] if sw[j] > 0.0 else 0.0
             q[:] = 0.0
+            e[:] = 0.0
             for r in range(r0, r1):
                 wr = w[r, 0]
                 for j in range(d):
                     v = x[r, j]
                     if v == v:
                         dv = v - shift[j]
+                        e[j] += wr * dv
                         q[j] += wr * dv * dv
+            for j in range(d):
+                q[j] = corrected_m2(q[j], e[j], sw[j])
             for j in range(d):
                 na[j], ma[j], qa[j] = chan_merge(
                     na[j], ma[j], qa[j], sw[j], srel[j], q[j]
@@ -363,10 +387,12 @@ def _run_moments(v, k):
     if c > 0.5 * q:
         mean = k + loc
         q = 0.0
+        e = 0.0
         for i in range(n):
             dv = v[i] - mean
+            e += dv
             q += dv * dv
-        return nb, loc, q
+        return nb, loc, corrected_m2(q, e, nb)
     return nb, loc, q - c
 
 
@@ -463,11 +489,14 @@ def segments_moments_masked(x, w, seg_len, n_tasks, ref=None):
             loc = s / sw if sw > 0.0 else 0.0
             bm = k + loc
             q = 0.0
+            e = 0.0
             for i in range(i0, i1):
                 v = x[o, ch, i]
                 if v == v:
                     dv = v - bm
+                    e += w[o, i] * dv
                     q += w[o, i] * dv * dv
+            q = corrected_m2(q, e, sw)
             rel = _exact_sub(k, k0[ch]) + loc if sw > 0.0 else 0.0
             cnt[t, ch], mean[t, ch], m2[t, ch] = chan_merge(
                 cnt[t, ch], mean[t, ch], m2[t, ch], sw, rel, q
