@@ -313,9 +313,9 @@ def validate_sample_weight(sample_weight, X, axes):
     # scalar unchecked: a NaN would surface later as an error about X.
     if not np.isfinite(w).all():
         raise ValueError(
-            "sample_weight must be finite; got "
-            f"{sample_weight!r}" if np.ndim(sample_weight) == 0 else
-            "sample_weight must be finite; got an array with NaN or infinity."
+            f"sample_weight must be finite; got {sample_weight!r}"
+            if np.ndim(sample_weight) == 0
+            else "sample_weight must be finite; got an array with NaN or infinity."
         )
     check_weight_total(w.sum())
     return w
@@ -394,9 +394,7 @@ def _float_array(value, name, expected):
             f"({type(exc).__name__}: {exc})."
         ) from None
     if arr.dtype.kind not in "biuf":
-        raise TypeError(
-            f"{name} must be {expected}; got {what} (dtype {arr.dtype})."
-        )
+        raise TypeError(f"{name} must be {expected}; got {what} (dtype {arr.dtype}).")
     return arr.astype(np.float64)
 
 

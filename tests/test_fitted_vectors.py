@@ -162,9 +162,7 @@ def test_cpu_tensor_is_converted():
         bn.transform(X)
 
 
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     n=st.integers(1, 70),
     delta=st.integers(-70, 70).filter(lambda k: k != 0),
