@@ -33,34 +33,49 @@ from numba import njit, prange
 from .._config import FASTMATH
 
 _JIT = {"cache": True, "fastmath": FASTMATH, "nogil": True}
+# The per-block and per-feature formulas (merges, a block's M2 from its sums,
+# the EMA, the coefficients) run in IEEE arithmetic, as separate functions.
+# A compiled function that calls another holds a copy of the callee, linked
+# and optimized again with the caller; the process that compiles runs the
+# callee's own code, a process that loads from Numba's cache runs the copy
+# (issue 13, class 5).  Under fast-math flags the optimizer may rewrite each
+# copy differently (``s * s / n`` as ``s * (s / n)``, a product fused into an
+# FMA), so the same kernel gave bits that depended on whether it had been
+# compiled or loaded.  Without the flags every copy computes the same IEEE
+# operations.  They cost nothing measurable: each runs once per block or per
+# feature, not per value; the loops over the values keep FASTMATH (``reassoc``
+# is what lets LLVM vectorize their sums).
+_IEEE = {**_JIT, "fastmath": False}
+# The moment kernels run without ``reassoc``, too: under it the optimizer
+# vectorized a sum along a run in a different order in the copy of a
+# parallel kernel's loop body that a cache load runs than in the one the
+# compiling process runs (1 ulp of a mean or an M2; issue 13, class 5).
+# Their sums along a run are written in explicit lanes instead
+# (:func:`_lane_sums`), which vectorize without it; their sums across
+# features (the rows kernels) are element-wise and need no flag.  The affine
+# kernels keep it: their output is element-wise and the only sum they take,
+# the non-finite flag, is 0 or NaN in any order.
+_MOMENTS = {**_JIT, "fastmath": FASTMATH - {"reassoc"}}
 
 
-@njit(inline="always", **_JIT)
+@njit(**_IEEE)
 def chan_merge(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
     """Merge moments ``b`` into ``a``; the one implementation of the update.
 
-    Written without branches so that it vectorizes; an empty side (count 0,
-    mean 0, M2 0) leaves the other side bit-for-bit unchanged.
+    An empty side (count 0, mean 0, M2 0) leaves the other side bit-for-bit
+    unchanged.
     """
     n = n_a + n_b
     f = n_b / n if n > 0.0 else 0.0  # weight of the new side
     delta = mean_b - mean_a  # new minus old mean
     w = n_a * f
     # With an empty side the correction is exactly 0, also when delta * delta
-    # overflows (|mean| > 1.3e154; inf * 0 would be NaN).  A select, not a
-    # branch, so it still vectorizes; parentheses alone would not do, since
-    # fastmath's reassoc may regroup the product.
+    # overflows (|mean| > 1.3e154; inf * 0 would be NaN).
     corr = delta * (delta * w) if w > 0.0 else 0.0
     return n, mean_a + delta * f, m2_a + m2_b + corr
 
 
-# Inlined into every kernel that calls it (issue 13, class 5): a call
-# between compiled functions runs, in the process that compiles, the callee's
-# own machine code and, after a load from Numba's cache, the copy linked into
-# the caller; under FASTMATH's ``reassoc`` the two copies may sum in a
-# different order (2 ulps of M2 on a (64, 5, 930) float32 input).  Inlined,
-# each kernel has one copy, the same compiled or loaded.
-@njit(inline="always", **_JIT)
+@njit(**_IEEE)
 def merge_task_moments(cnt, mean, m2):
     """Merge rows of ``(tasks, features)`` moments in task order.
 
@@ -82,7 +97,7 @@ def merge_task_moments(cnt, mean, m2):
     return out_n, out_mean, out_m2
 
 
-@njit(**_JIT)
+@njit(**_IEEE)
 def merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
     """Element-wise merge of two sets of per-feature moments (new arrays)."""
     d = mean_a.shape[0]
@@ -116,7 +131,7 @@ def _task_range(t, n_tasks, n_units):
 _SHIFT_ROWS = 16
 
 
-@njit(**_JIT)
+@njit(**_MOMENTS)
 def shift_reference(x3):
     """Per-channel reference ``K`` of ``x3`` (outer, c, inner) for exact means.
 
@@ -161,7 +176,7 @@ def shift_reference(x3):
     return ref
 
 
-@njit(inline="always", **_JIT)
+@njit(**_IEEE)
 def corrected_m2(q, e, sw):
     """M2 of a block from its second pass around a rounded mean ``m``.
 
@@ -173,6 +188,25 @@ def corrected_m2(q, e, sw):
     subtraction cancels nothing.  ``sw == 0`` gives ``q`` (that is, 0).
     """
     return q - e * e / sw if sw > 0.0 else q
+
+
+@njit(**_IEEE)
+def shifted_m2(s, q, n):
+    """``(s / n, q - s**2 / n, redo)`` of a block's shifted sums.
+
+    ``s = sum(x - k)`` and ``q = sum((x - k)**2)`` over ``n`` values; ``redo``
+    says that the shift ``k`` is too far from the mean for ``q - s**2 / n``
+    to keep its accuracy (more than half of ``q`` cancels), so the block is
+    read again around its mean.
+    """
+    c = s * s / n
+    return s / n, q - c, c > 0.5 * q
+
+
+@njit(**_IEEE)
+def ratio(a, b):
+    """``a / b``, or 0 where ``b`` is not positive (an empty weighted block)."""
+    return a / b if b > 0.0 else 0.0
 
 
 @njit(**{**_JIT, "fastmath": False})
@@ -208,7 +242,7 @@ def absolute_means(count, mean, ref):
     return mean
 
 
-@njit(parallel=True, **_JIT)
+@njit(parallel=True, **_MOMENTS)
 def rows_moments(x, block, n_tasks, ref=None):
     """Per-column moments of ``x`` (n, d); NaN propagates (no weights).
 
@@ -276,10 +310,9 @@ def rows_moments(x, block, n_tasks, ref=None):
                     q[j] += dv * dv
             redo = False
             for j in range(d):
-                c = s[j] * s[j] / nb
-                redo |= c > 0.5 * q[j]
-                q[j] = q[j] - c
-                s[j] = s[j] / nb  # the block mean minus the shift
+                # s becomes the block mean minus the shift.
+                s[j], q[j], far = shifted_m2(s[j], q[j], nb)
+                redo |= far
             if redo:
                 for j in range(d):
                     shift[j] = shift[j] + s[j]  # the block mean, rounded
@@ -308,7 +341,7 @@ def rows_moments(x, block, n_tasks, ref=None):
     return out
 
 
-@njit(parallel=True, **_JIT)
+@njit(parallel=True, **_MOMENTS)
 def rows_moments_masked(x, w, block, n_tasks, ref=None):
     """Per-column weighted moments of ``x`` (n, d) that skip NaN entries.
 
@@ -353,7 +386,7 @@ def rows_moments_masked(x, w, block, n_tasks, ref=None):
                         s[j] += wr * (v - shift[j])
                         sw[j] += wr
             for j in range(d):
-                s[j] = s[j] / sw[j] if sw[j] > 0.0 else 0.0
+                s[j] = ratio(s[j], sw[j])
                 shift[j] = shift[j] + s[j]  # the block mean, rounded
                 srel[j] = srel[j] + s[j] if sw[j] > 0.0 else 0.0
             q[:] = 0.0
@@ -378,36 +411,116 @@ def rows_moments_masked(x, w, block, n_tasks, ref=None):
     return out
 
 
-@njit(inline="always", **_JIT)
-def _run_moments(v, k):
+# Lanes of :func:`_lane_sums`: a chunk is four AVX-512 registers of float64.
+_LANES = 32
+# Groups of channels that channels_moments hands to the threads.
+_CHANNEL_GROUPS = 256
+
+
+@njit(inline="always", **_MOMENTS)
+def _lane_sums(v, k, ls, lq):
+    """``(sum(v - k), sum((v - k)**2))`` of the contiguous run ``v``, summed
+    in an order fixed by the code; NaN propagates.
+
+    ``ls`` and ``lq`` (L,) are scratch lanes: element ``j`` of each chunk of
+    ``L`` values adds to lane ``j`` (a loop without a reduction, which LLVM
+    vectorizes without ``reassoc``), four chunks per sweep so that the lanes
+    are loaded and stored a quarter as often; the lanes, then the tail, are
+    summed in index order.
+    """
+    n = v.shape[0]
+    width = ls.shape[0]
+    ls[:] = 0.0
+    lq[:] = 0.0
+    m = n - n % (4 * width)
+    for i0 in range(0, m, 4 * width):
+        u0 = v[i0 : i0 + width]
+        u1 = v[i0 + width : i0 + 2 * width]
+        u2 = v[i0 + 2 * width : i0 + 3 * width]
+        u3 = v[i0 + 3 * width : i0 + 4 * width]
+        for j in range(width):
+            a0 = u0[j] - k
+            a1 = u1[j] - k
+            a2 = u2[j] - k
+            a3 = u3[j] - k
+            ls[j] += (a0 + a1) + (a2 + a3)
+            lq[j] += (a0 * a0 + a1 * a1) + (a2 * a2 + a3 * a3)
+    m1 = n - n % width
+    for i0 in range(m, m1, width):
+        u0 = v[i0 : i0 + width]
+        for j in range(width):
+            a0 = u0[j] - k
+            ls[j] += a0
+            lq[j] += a0 * a0
+    s = 0.0
+    q = 0.0
+    for j in range(width):
+        s += ls[j]
+        q += lq[j]
+    for i in range(m1, n):
+        a0 = v[i] - k
+        s += a0
+        q += a0 * a0
+    return s, q
+
+
+@njit(inline="always", **_MOMENTS)
+def _masked_lane_sums(v, w, k, lw, ls, lq):
+    """``(sum(w), sum(w * (v - k)), sum(w * (v - k)**2))`` over the values of
+    the run ``v`` that are not NaN, in an order fixed by the code (the lanes
+    of :func:`_lane_sums`, one chunk per sweep)."""
+    n = v.shape[0]
+    width = lw.shape[0]
+    lw[:] = 0.0
+    ls[:] = 0.0
+    lq[:] = 0.0
+    m = n - n % width
+    for i0 in range(0, m, width):
+        u = v[i0 : i0 + width]
+        uw = w[i0 : i0 + width]
+        for j in range(width):
+            a = u[j]
+            ok = a == a
+            wj = uw[j] if ok else 0.0
+            d = a - k if ok else 0.0
+            lw[j] += wj
+            ls[j] += wj * d
+            lq[j] += wj * d * d
+    sw = 0.0
+    s = 0.0
+    q = 0.0
+    for j in range(width):
+        sw += lw[j]
+        s += ls[j]
+        q += lq[j]
+    for i in range(m, n):
+        a = v[i]
+        if a == a:
+            d = a - k
+            sw += w[i]
+            s += w[i] * d
+            q += w[i] * d * d
+    return sw, s, q
+
+
+@njit(inline="always", **_MOMENTS)
+def _run_moments(v, k, ls, lq):
     """Moments ``(n, mean - k, M2)`` of the contiguous run ``v``, shifted by ``k``.
 
     One pass of shifted sums, redone two-pass from the mean when the shift
     would cost accuracy, exactly as in :func:`rows_moments`; NaN propagates.
+    ``ls``, ``lq`` are the scratch lanes of :func:`_lane_sums`.
     """
-    n = v.shape[0]
-    s = 0.0
-    q = 0.0
-    for i in range(n):
-        dv = v[i] - k
-        s += dv
-        q += dv * dv
-    nb = float(n)
-    c = s * s / nb
-    loc = s / nb
-    if c > 0.5 * q:
-        mean = k + loc
-        q = 0.0
-        e = 0.0
-        for i in range(n):
-            dv = v[i] - mean
-            e += dv
-            q += dv * dv
+    nb = float(v.shape[0])
+    s, q = _lane_sums(v, k, ls, lq)
+    loc, m2, far = shifted_m2(s, q, nb)
+    if far:
+        e, q = _lane_sums(v, k + loc, ls, lq)
         return nb, loc, corrected_m2(q, e, nb)
-    return nb, loc, q - c
+    return nb, loc, m2
 
 
-@njit(parallel=True, **_JIT)
+@njit(parallel=True, **_MOMENTS)
 def channels_moments(x, seg_len, ref=None):
     """Per-row moments of ``x`` (c, inner): the segments layout with
     ``outer == 1`` and many channels (per-sample statistics, Fortran-ordered
@@ -422,24 +535,33 @@ def channels_moments(x, seg_len, ref=None):
     cnt = np.zeros(c)
     mean = np.zeros(c)
     m2 = np.zeros(c)
-    for ch in prange(c):
-        na = 0.0
-        ma = 0.0
-        qa = 0.0
-        for i0 in range(0, inner, seg_len):
-            run = x[ch, i0 : min(inner, i0 + seg_len)]
-            k = k0[ch] + ma
-            nb, loc, q = _run_moments(run, k)
-            na, ma, qa = chan_merge(na, ma, qa, nb, _exact_sub(k, k0[ch]) + loc, q)
-        cnt[ch] = na
-        mean[ch] = ma
-        m2[ch] = qa
+    # Channels in contiguous groups, one scratch pair per group (not per
+    # channel: a per-sample fit has a channel per sample).  A channel's
+    # result does not depend on its group.
+    n_groups = min(c, _CHANNEL_GROUPS)
+    for g in prange(n_groups):
+        c0, c1 = _task_range(g, n_groups, c)
+        ls = np.empty(_LANES)
+        lq = np.empty(_LANES)
+        for ch in range(c0, c1):
+            na = 0.0
+            ma = 0.0
+            qa = 0.0
+            for i0 in range(0, inner, seg_len):
+                run = x[ch, i0 : min(inner, i0 + seg_len)]
+                k = k0[ch] + ma
+                nb, loc, q = _run_moments(run, k, ls, lq)
+                rel = _exact_sub(k, k0[ch]) + loc
+                na, ma, qa = chan_merge(na, ma, qa, nb, rel, q)
+            cnt[ch] = na
+            mean[ch] = ma
+            m2[ch] = qa
     if ref is None:
         absolute_means(cnt, mean, k0)
     return cnt, mean, m2
 
 
-@njit(parallel=True, **_JIT)
+@njit(parallel=True, **_MOMENTS)
 def segments_moments(x, seg_len, n_tasks, ref=None):
     """Per-channel moments of ``x`` (outer, c, inner); NaN propagates.
 
@@ -453,10 +575,12 @@ def segments_moments(x, seg_len, n_tasks, ref=None):
     m2 = np.zeros((n_tasks, c))
     for t in prange(n_tasks):
         u0, u1 = _task_range(t, n_tasks, n_units)
+        ls = np.empty(_LANES)
+        lq = np.empty(_LANES)
         for u in range(u0, u1):
             o, ch, i0, i1 = segment_unit(u, k_per, c, seg_len, inner)
             k = k0[ch] + mean[t, ch]
-            nb, loc, q = _run_moments(x[o, ch, i0:i1], k)
+            nb, loc, q = _run_moments(x[o, ch, i0:i1], k, ls, lq)
             cnt[t, ch], mean[t, ch], m2[t, ch] = chan_merge(
                 cnt[t, ch],
                 mean[t, ch],
@@ -471,7 +595,7 @@ def segments_moments(x, seg_len, n_tasks, ref=None):
     return out
 
 
-@njit(parallel=True, **_JIT)
+@njit(parallel=True, **_MOMENTS)
 def segments_moments_masked(x, w, seg_len, n_tasks, ref=None):
     """Weighted, NaN-skipping per-channel moments of ``x`` (outer, c, inner).
 
@@ -487,26 +611,17 @@ def segments_moments_masked(x, w, seg_len, n_tasks, ref=None):
     m2 = np.zeros((n_tasks, c))
     for t in prange(n_tasks):
         u0, u1 = _task_range(t, n_tasks, n_units)
+        lw = np.empty(_LANES)
+        ls = np.empty(_LANES)
+        lq = np.empty(_LANES)
         for u in range(u0, u1):
             o, ch, i0, i1 = segment_unit(u, k_per, c, seg_len, inner)
+            run = x[o, ch, i0:i1]
+            wr = w[o, i0:i1]
             k = k0[ch] + mean[t, ch]
-            s = 0.0
-            sw = 0.0
-            for i in range(i0, i1):
-                v = x[o, ch, i]
-                if v == v:
-                    s += w[o, i] * (v - k)
-                    sw += w[o, i]
-            loc = s / sw if sw > 0.0 else 0.0
-            bm = k + loc
-            q = 0.0
-            e = 0.0
-            for i in range(i0, i1):
-                v = x[o, ch, i]
-                if v == v:
-                    dv = v - bm
-                    e += w[o, i] * dv
-                    q += w[o, i] * dv * dv
+            sw, s, _ = _masked_lane_sums(run, wr, k, lw, ls, lq)
+            loc = ratio(s, sw)
+            _, e, q = _masked_lane_sums(run, wr, k + loc, lw, ls, lq)
             q = corrected_m2(q, e, sw)
             rel = _exact_sub(k, k0[ch]) + loc if sw > 0.0 else 0.0
             cnt[t, ch], mean[t, ch], m2[t, ch] = chan_merge(
@@ -576,7 +691,7 @@ def all_finite(a, b):
     return True
 
 
-@njit(**_JIT)
+@njit(**_IEEE)
 def coefficients(var, gamma, beta, eps, use_gamma, use_beta):
     """Per-feature ``scale = gamma / sqrt(var + eps)`` and ``offset = beta``."""
     d = var.shape[0]
@@ -596,7 +711,7 @@ def coefficients(var, gamma, beta, eps, use_gamma, use_beta):
 _MAX_UNIT_COUNT = 2.0**53
 
 
-@njit(**_JIT)
+@njit(**_IEEE)
 def ema_update(running_mean, running_var, seen, count, mean, m2, momentum):
     """Fold batch moments into running statistics, per feature (new arrays).
 
@@ -670,7 +785,9 @@ def _serial_twin(kernel, name):
     f = kernel.py_func
     g = types.FunctionType(f.__code__, f.__globals__, name, f.__defaults__)
     g.__qualname__ = name
-    return njit(**_JIT)(g)
+    # The original's fast-math flags (``_MOMENTS`` or ``_JIT``), so that the
+    # twins give the same bits.
+    return njit(**{**_JIT, "fastmath": kernel.targetoptions["fastmath"]})(g)
 
 
 rows_moments_serial = _serial_twin(rows_moments, "rows_moments_serial")
