@@ -411,10 +411,28 @@ def rows_moments_masked(x, w, block, n_tasks, ref=None):
     return out
 
 
-# Lanes of :func:`_lane_sums`: a chunk is four AVX-512 registers of float64.
+# Lanes of :func:`_lane_sums`: a chunk is four AVX-512 registers of float64;
+# a power of two, at least 8 (see :func:`_fold_lanes`).
 _LANES = 32
 # Groups of channels that channels_moments hands to the threads.
 _CHANNEL_GROUPS = 256
+
+
+@njit(inline="always", **_MOMENTS)
+def _fold_lanes(lanes):
+    """The sum of ``lanes`` (a power of two long, at least 8), in a fixed
+    tree: the upper half adds onto the lower half down to eight lanes (an
+    element-wise loop, which vectorizes), then the eight in pairs.  A sum
+    lane by lane would be a chain of dependent additions, a third of a short
+    run's own time.  Overwrites ``lanes``."""
+    h = lanes.shape[0] // 2
+    while h >= 8:
+        for j in range(h):
+            lanes[j] += lanes[j + h]
+        h //= 2
+    return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + (
+        (lanes[4] + lanes[5]) + (lanes[6] + lanes[7])
+    )
 
 
 @njit(inline="always", **_MOMENTS)
@@ -425,8 +443,8 @@ def _lane_sums(v, k, ls, lq):
     ``ls`` and ``lq`` (L,) are scratch lanes: element ``j`` of each chunk of
     ``L`` values adds to lane ``j`` (a loop without a reduction, which LLVM
     vectorizes without ``reassoc``), four chunks per sweep so that the lanes
-    are loaded and stored a quarter as often; the lanes, then the tail, are
-    summed in index order.
+    are loaded and stored a quarter as often; the lanes are summed by
+    :func:`_fold_lanes`, then the tail is added in index order.
     """
     n = v.shape[0]
     width = ls.shape[0]
@@ -452,11 +470,8 @@ def _lane_sums(v, k, ls, lq):
             a0 = u0[j] - k
             ls[j] += a0
             lq[j] += a0 * a0
-    s = 0.0
-    q = 0.0
-    for j in range(width):
-        s += ls[j]
-        q += lq[j]
+    s = _fold_lanes(ls)
+    q = _fold_lanes(lq)
     for i in range(m1, n):
         a0 = v[i] - k
         s += a0
@@ -465,42 +480,57 @@ def _lane_sums(v, k, ls, lq):
 
 
 @njit(inline="always", **_MOMENTS)
-def _masked_lane_sums(v, w, k, lw, ls, lq):
-    """``(sum(w), sum(w * (v - k)), sum(w * (v - k)**2))`` over the values of
-    the run ``v`` that are not NaN, in an order fixed by the code (the lanes
-    of :func:`_lane_sums`, one chunk per sweep)."""
+def _masked_lane_sums(v, w, k, la, lb, second):
+    """Weighted sums over the values of the run ``v`` that are not NaN, in an
+    order fixed by the code (the lanes of :func:`_lane_sums`, two chunks per
+    sweep): ``(sum(w), sum(w * d))`` with ``d = v - k``, or with ``second``
+    ``(sum(w * d), sum(w * d**2))``.
+
+    A weight broadcast along the run (stride 0: no ``sample_weight``, or one
+    per sample of a segments layout) is read once: a strided load would keep
+    the loop from vectorizing.  The arithmetic, and so the result, is the
+    same as with the weight repeated.
+    """
     n = v.shape[0]
-    width = lw.shape[0]
-    lw[:] = 0.0
-    ls[:] = 0.0
-    lq[:] = 0.0
-    m = n - n % width
-    for i0 in range(0, m, width):
-        u = v[i0 : i0 + width]
-        uw = w[i0 : i0 + width]
+    width = la.shape[0]
+    same = n > 0 and w.strides[0] == 0
+    wc = w[0] if n > 0 else 0.0
+    la[:] = 0.0
+    lb[:] = 0.0
+    m = n - n % (2 * width)
+    for i0 in range(0, m, 2 * width):
+        u0 = v[i0 : i0 + width]
+        u1 = v[i0 + width : i0 + 2 * width]
+        w0 = w[i0 : i0 + width]
+        w1 = w[i0 + width : i0 + 2 * width]
         for j in range(width):
-            a = u[j]
-            ok = a == a
-            wj = uw[j] if ok else 0.0
-            d = a - k if ok else 0.0
-            lw[j] += wj
-            ls[j] += wj * d
-            lq[j] += wj * d * d
-    sw = 0.0
-    s = 0.0
-    q = 0.0
-    for j in range(width):
-        sw += lw[j]
-        s += ls[j]
-        q += lq[j]
+            a0 = u0[j]
+            a1 = u1[j]
+            ok0 = a0 == a0
+            ok1 = a1 == a1
+            p0 = (wc if same else w0[j]) if ok0 else 0.0
+            p1 = (wc if same else w1[j]) if ok1 else 0.0
+            d0 = a0 - k if ok0 else 0.0
+            d1 = a1 - k if ok1 else 0.0
+            if second:
+                la[j] += p0 * d0 + p1 * d1
+                lb[j] += p0 * d0 * d0 + p1 * d1 * d1
+            else:
+                la[j] += p0 + p1
+                lb[j] += p0 * d0 + p1 * d1
+    sa = _fold_lanes(la)
+    sb = _fold_lanes(lb)
     for i in range(m, n):
-        a = v[i]
-        if a == a:
-            d = a - k
-            sw += w[i]
-            s += w[i] * d
-            q += w[i] * d * d
-    return sw, s, q
+        a0 = v[i]
+        if a0 == a0:
+            d0 = a0 - k
+            if second:
+                sa += w[i] * d0
+                sb += w[i] * d0 * d0
+            else:
+                sa += w[i]
+                sb += w[i] * d0
+    return sa, sb
 
 
 @njit(inline="always", **_MOMENTS)
@@ -611,17 +641,16 @@ def segments_moments_masked(x, w, seg_len, n_tasks, ref=None):
     m2 = np.zeros((n_tasks, c))
     for t in prange(n_tasks):
         u0, u1 = _task_range(t, n_tasks, n_units)
-        lw = np.empty(_LANES)
-        ls = np.empty(_LANES)
-        lq = np.empty(_LANES)
+        la = np.empty(_LANES)
+        lb = np.empty(_LANES)
         for u in range(u0, u1):
             o, ch, i0, i1 = segment_unit(u, k_per, c, seg_len, inner)
             run = x[o, ch, i0:i1]
             wr = w[o, i0:i1]
             k = k0[ch] + mean[t, ch]
-            sw, s, _ = _masked_lane_sums(run, wr, k, lw, ls, lq)
+            sw, s = _masked_lane_sums(run, wr, k, la, lb, False)
             loc = ratio(s, sw)
-            _, e, q = _masked_lane_sums(run, wr, k + loc, lw, ls, lq)
+            e, q = _masked_lane_sums(run, wr, k + loc, la, lb, True)
             q = corrected_m2(q, e, sw)
             rel = _exact_sub(k, k0[ch]) + loc if sw > 0.0 else 0.0
             cnt[t, ch], mean[t, ch], m2[t, ch] = chan_merge(
