@@ -13,7 +13,11 @@ the read-only case.
 
 # Fast-math flags without ``nnan`` and ``ninf``: NaN and inf must keep their
 # IEEE meaning because NaN marks missing values and inf must be detected.
-# ``reassoc`` lets LLVM vectorize the per-segment sums; ``contract`` allows FMA.
+# ``reassoc`` lets LLVM vectorize the affine kernels' non-finite flag (a sum
+# that is 0 or NaN in any order); ``contract`` allows FMA.  The moment kernels
+# drop ``reassoc`` and the per-block formulas run without any flag, so that
+# their bits cannot depend on how the optimizer treated a copy of them (see
+# ``skbn._kernels.cpu``).
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 # Rows layout (n_rows, n_features): a block of rows is reduced in one pass of

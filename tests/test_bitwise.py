@@ -2,10 +2,12 @@
 
 Numba compiles each kernel in the first process that needs it and later
 processes load the machine code from ``NUMBA_CACHE_DIR``.  A kernel that
-calls another compiled function used to run, in the compiling process, the
-callee's own copy and, after a cache load, the copy linked into the caller;
-under ``fastmath`` the two copies may sum in a different order (issue 13,
-class 5: 2 ulps of ``running_var_`` on a (64, 5, 30, 31) float32 fit).  These
+calls another compiled function (a parallel kernel calls its loop body) runs,
+in the compiling process, the callee's own copy and, after a cache load, the
+copy linked into the caller and optimized again there; under fast-math flags
+the two copies may sum in a different order (issue 13, class 5: 2 ulps of
+``running_var_`` on a (64, 5, 30, 31) float32 fit, 1 ulp of a mean or an M2
+on other layouts).  These
 tests run one child script that exercises every layout and prints a hash of
 every result, in fresh processes: compiling, loading from the cache, and with
 1 and 2 threads.  Each child compiles or loads every kernel, so there are few.
@@ -99,6 +101,27 @@ for i, shape in enumerate([(2000, 300), (64, 8, 40, 40), (3, 200000)]):
         ests.append(skbn.InstanceNormalizer())
     for est in ests:
         print(f"per_sample_{i}_{type(est).__name__}", h(est.fit_transform(X)))
+
+# The training-loop API: forward and backward on each layout.
+from skbn import functional as F
+
+for i, (shape, axis) in enumerate([((5000, 64), -1), ((16, 32, 30, 30), 1)]):
+    X = data(shape, np.float32)
+    dy = data(shape, np.float32)
+    d = shape[axis]
+    y, cache = F.batch_norm_forward(X, np.ones(d), np.zeros(d), axis=axis)
+    print(f"functional_bn_{i}", h(y), *(h(g) for g in F.batch_norm_backward(dy, cache)))
+for i, shape in enumerate([(2000, 300), (16, 8, 30, 30)]):
+    X = data(shape, np.float64)
+    dy = data(shape, np.float64)
+    c = shape[-1] if len(shape) == 2 else shape[1]
+    if len(shape) == 2:
+        y, cache = F.layer_norm_forward(X, np.ones(c), np.zeros(c))
+        grads = F.layer_norm_backward(dy, cache)
+    else:
+        y, cache = F.group_norm_forward(X, np.ones(c), np.zeros(c), n_groups=2)
+        grads = F.group_norm_backward(dy, cache)
+    print(f"functional_per_sample_{i}", h(y), *(h(g) for g in grads))
 
 # The small-batch path: many short batches, one compiled call each.
 bn = skbn.BatchNormalizer(momentum=0.3)

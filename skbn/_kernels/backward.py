@@ -39,16 +39,59 @@ import numpy as np
 from numba import njit, prange
 
 from .cpu import (
-    _JIT,
+    LANES,
+    SUMS_JIT,
     _serial_twin,
     _task_range,
+    fold_lanes,
     rows_moments_serial,
     segment_unit,
     segments_moments_serial,
 )
 
 
-@njit(**_JIT)
+@njit(inline="always", **SUMS_JIT)
+def _grad_lane_sums(dy, x, m, la, lb):
+    """``(sum(dy), sum(dy * (x - m)))`` of the runs ``dy`` and ``x``, summed
+    in an order fixed by the code: the lanes of
+    :func:`skbn._kernels.cpu.fold_lanes`, two chunks per sweep, then the
+    tail in index order.  Every kernel of this module runs without
+    ``reassoc`` (``SUMS_JIT``): under it the optimizer may order a sum, or
+    regroup a formula such as ``k * dy - p - q * (x - m)``, differently in
+    the copy that a load from Numba's cache runs."""
+    n = dy.shape[0]
+    width = la.shape[0]
+    la[:] = 0.0
+    lb[:] = 0.0
+    m2 = n - n % (2 * width)
+    for i0 in range(0, m2, 2 * width):
+        g0 = dy[i0 : i0 + width]
+        g1 = dy[i0 + width : i0 + 2 * width]
+        x0 = x[i0 : i0 + width]
+        x1 = x[i0 + width : i0 + 2 * width]
+        for j in range(width):
+            a0 = g0[j] * 1.0
+            a1 = g1[j] * 1.0
+            la[j] += a0 + a1
+            lb[j] += a0 * (x0[j] - m) + a1 * (x1[j] - m)
+    m1 = n - n % width
+    for i0 in range(m2, m1, width):
+        g0 = dy[i0 : i0 + width]
+        x0 = x[i0 : i0 + width]
+        for j in range(width):
+            a0 = g0[j] * 1.0
+            la[j] += a0
+            lb[j] += a0 * (x0[j] - m)
+    s = fold_lanes(la)
+    q = fold_lanes(lb)
+    for i in range(m1, n):
+        a0 = dy[i] * 1.0
+        s += a0
+        q += a0 * (x[i] - m)
+    return s, q
+
+
+@njit(**SUMS_JIT)
 def sum_tasks(part):
     """Sum the rows of ``part`` (tasks, ...) in task order (new float64 array)."""
     out = np.zeros(part.shape[1:])
@@ -57,7 +100,7 @@ def sum_tasks(part):
     return out
 
 
-@njit(parallel=True, **_JIT)
+@njit(parallel=True, **SUMS_JIT)
 def chunked_moments(x, chunk, seg_len, transpose):
     """Per-feature moments of ``x`` (1, c, inner) for very many features.
 
@@ -97,7 +140,33 @@ def chunked_moments(x, chunk, seg_len, transpose):
 # -- batch norm: rows (n, d) -----------------------------------------------------
 
 
-@njit(parallel=True, **_JIT)
+@njit(inline="always", **SUMS_JIT)
+def _scaled_grad_lane_sums(dy, x, m, w, la, lb):
+    """``(sum(dy * w), sum(dy * w * (x - m)))`` in the order of
+    :func:`_grad_lane_sums` (one chunk per sweep)."""
+    n = dy.shape[0]
+    width = la.shape[0]
+    la[:] = 0.0
+    lb[:] = 0.0
+    m1 = n - n % width
+    for i0 in range(0, m1, width):
+        g0 = dy[i0 : i0 + width]
+        x0 = x[i0 : i0 + width]
+        w0 = w[i0 : i0 + width]
+        for j in range(width):
+            a0 = g0[j] * w0[j]
+            la[j] += a0
+            lb[j] += a0 * (x0[j] - m)
+    s = fold_lanes(la)
+    q = fold_lanes(lb)
+    for i in range(m1, n):
+        a0 = dy[i] * w[i]
+        s += a0
+        q += a0 * (x[i] - m)
+    return s, q
+
+
+@njit(parallel=True, **SUMS_JIT)
 def rows_grad_sums(x, dy, mean, block, n_tasks):
     """Per-column ``sum(dy)`` and ``sum(dy * (x - mean))`` of (n, d) arrays."""
     n, d = x.shape
@@ -139,7 +208,7 @@ def rows_grad_sums(x, dy, mean, block, n_tasks):
     return sum_tasks(s_part), sum_tasks(q_part)
 
 
-@njit(parallel=True, **_JIT)
+@njit(parallel=True, **SUMS_JIT)
 def rows_grad_dx(x, dy, mean, a, b, c, out, block):
     """``out = a * dy - b * (x - mean) - c`` per column of (n, d) arrays."""
     n, d = x.shape
@@ -155,7 +224,7 @@ def rows_grad_dx(x, dy, mean, a, b, c, out, block):
 # -- batch norm: segments (outer, c, inner) ---------------------------------------
 
 
-@njit(parallel=True, **_JIT)
+@njit(parallel=True, **SUMS_JIT)
 def segments_grad_sums(x, dy, mean, seg_len, n_tasks):
     """Per-channel ``sum(dy)`` and ``sum(dy * (x - mean))`` of (outer, c, inner)."""
     outer, c, inner = x.shape
@@ -165,21 +234,17 @@ def segments_grad_sums(x, dy, mean, seg_len, n_tasks):
     q_part = np.zeros((n_tasks, c))
     for t in prange(n_tasks):
         u0, u1 = _task_range(t, n_tasks, n_units)
+        la = np.empty(LANES)
+        lb = np.empty(LANES)
         for u in range(u0, u1):
             o, ch, i0, i1 = segment_unit(u, k_per, c, seg_len, inner)
-            m = mean[ch]
-            s = 0.0
-            q = 0.0
-            for i in range(i0, i1):
-                g = dy[o, ch, i] * 1.0
-                s += g
-                q += g * (x[o, ch, i] - m)
+            s, q = _grad_lane_sums(dy[o, ch, i0:i1], x[o, ch, i0:i1], mean[ch], la, lb)
             s_part[t, ch] += s
             q_part[t, ch] += q
     return sum_tasks(s_part), sum_tasks(q_part)
 
 
-@njit(parallel=True, **_JIT)
+@njit(parallel=True, **SUMS_JIT)
 def segments_grad_dx(x, dy, mean, a, b, c, out):
     """``out = a * dy - b * (x - mean) - c`` per channel of (outer, c, inner)."""
     outer, nc, inner = x.shape
@@ -197,7 +262,7 @@ def segments_grad_dx(x, dy, mean, a, b, c, out):
 # -- per-sample norms: groups (N, S1, G, Cg, S2) ------------------------------------
 
 
-@njit(parallel=True, **_JIT)
+@njit(parallel=True, **SUMS_JIT)
 def groups_affine(x, mean, inv_std, gamma, beta, out):
     """``out = (x - mean[n, g]) * inv_std[n, g] * gamma[g, c] + beta[g, c]``.
 
@@ -225,7 +290,7 @@ def groups_affine(x, mean, inv_std, gamma, beta, out):
                         out[n, s1, g, ch, s] = (x[n, s1, g, ch, s] - m) * a + b
 
 
-@njit(parallel=True, **_JIT)
+@njit(parallel=True, **SUMS_JIT)
 def groups_grad_sums(x, dy, mean, inv_std, gamma, n_tasks):
     """The sums of the per-sample backward pass.
 
@@ -252,6 +317,8 @@ def groups_grad_sums(x, dy, mean, inv_std, gamma, n_tasks):
         n0, n1 = _task_range(t, n_tasks, N)
         dg = dg_part[t]
         db = db_part[t]
+        la = np.empty(LANES)
+        lb = np.empty(LANES)
         for n in range(n0, n1):
             for s1 in range(S1):
                 for g in range(G):
@@ -260,22 +327,21 @@ def groups_grad_sums(x, dy, mean, inv_std, gamma, n_tasks):
                     acc_a = 0.0
                     acc_b = 0.0
                     if S2 == 1:
+                        # Element-wise first (it vectorizes), then the sums
+                        # over the channels in lanes, as along a run.
                         for ch in range(Cg):
                             v = dy[n, s1, g, ch, 0] * 1.0
                             xc = x[n, s1, g, ch, 0] - m
-                            gv = v * gamma[g, ch]
-                            acc_a += gv
-                            acc_b += gv * xc
                             dg[g, ch] += v * xc * rs
                             db[g, ch] += v
+                        acc_a, acc_b = _scaled_grad_lane_sums(
+                            dy[n, s1, g, :, 0], x[n, s1, g, :, 0], m, gamma[g], la, lb
+                        )
                     else:
                         for ch in range(Cg):
-                            sv = 0.0
-                            sq = 0.0
-                            for s in range(S2):
-                                v = dy[n, s1, g, ch, s] * 1.0
-                                sv += v
-                                sq += v * (x[n, s1, g, ch, s] - m)
+                            sv, sq = _grad_lane_sums(
+                                dy[n, s1, g, ch], x[n, s1, g, ch], m, la, lb
+                            )
                             acc_a += sv * gamma[g, ch]
                             acc_b += sq * gamma[g, ch]
                             dg[g, ch] += sq * rs
@@ -285,7 +351,7 @@ def groups_grad_sums(x, dy, mean, inv_std, gamma, n_tasks):
     return a, b, sum_tasks(dg_part), sum_tasks(db_part)
 
 
-@njit(parallel=True, **_JIT)
+@njit(parallel=True, **SUMS_JIT)
 def groups_grad_dx(x, dy, mean, inv_std, gamma, p, q, out):
     """``out = inv_std * gamma * dy - p - q * (x - mean)``, ``p``, ``q`` per (n, g)."""
     N, S1, G, Cg, S2 = x.shape

@@ -55,7 +55,7 @@ _IEEE = {**_JIT, "fastmath": False}
 # features (the rows kernels) are element-wise and need no flag.  The affine
 # kernels keep it: their output is element-wise and the only sum they take,
 # the non-finite flag, is 0 or NaN in any order.
-_MOMENTS = {**_JIT, "fastmath": FASTMATH - {"reassoc"}}
+SUMS_JIT = {**_JIT, "fastmath": FASTMATH - {"reassoc"}}
 
 
 @njit(**_IEEE)
@@ -131,7 +131,7 @@ def _task_range(t, n_tasks, n_units):
 _SHIFT_ROWS = 16
 
 
-@njit(**_MOMENTS)
+@njit(**SUMS_JIT)
 def shift_reference(x3):
     """Per-channel reference ``K`` of ``x3`` (outer, c, inner) for exact means.
 
@@ -242,7 +242,7 @@ def absolute_means(count, mean, ref):
     return mean
 
 
-@njit(parallel=True, **_MOMENTS)
+@njit(parallel=True, **SUMS_JIT)
 def rows_moments(x, block, n_tasks, ref=None):
     """Per-column moments of ``x`` (n, d); NaN propagates (no weights).
 
@@ -341,7 +341,7 @@ def rows_moments(x, block, n_tasks, ref=None):
     return out
 
 
-@njit(parallel=True, **_MOMENTS)
+@njit(parallel=True, **SUMS_JIT)
 def rows_moments_masked(x, w, block, n_tasks, ref=None):
     """Per-column weighted moments of ``x`` (n, d) that skip NaN entries.
 
@@ -412,14 +412,14 @@ def rows_moments_masked(x, w, block, n_tasks, ref=None):
 
 
 # Lanes of :func:`_lane_sums`: a chunk is four AVX-512 registers of float64;
-# a power of two, at least 8 (see :func:`_fold_lanes`).
-_LANES = 32
+# a power of two, at least 8 (see :func:`fold_lanes`).
+LANES = 32
 # Groups of channels that channels_moments hands to the threads.
 _CHANNEL_GROUPS = 256
 
 
-@njit(inline="always", **_MOMENTS)
-def _fold_lanes(lanes):
+@njit(inline="always", **SUMS_JIT)
+def fold_lanes(lanes):
     """The sum of ``lanes`` (a power of two long, at least 8), in a fixed
     tree: the upper half adds onto the lower half down to eight lanes (an
     element-wise loop, which vectorizes), then the eight in pairs.  A sum
@@ -435,7 +435,7 @@ def _fold_lanes(lanes):
     )
 
 
-@njit(inline="always", **_MOMENTS)
+@njit(inline="always", **SUMS_JIT)
 def _lane_sums(v, k, ls, lq):
     """``(sum(v - k), sum((v - k)**2))`` of the contiguous run ``v``, summed
     in an order fixed by the code; NaN propagates.
@@ -444,7 +444,7 @@ def _lane_sums(v, k, ls, lq):
     ``L`` values adds to lane ``j`` (a loop without a reduction, which LLVM
     vectorizes without ``reassoc``), four chunks per sweep so that the lanes
     are loaded and stored a quarter as often; the lanes are summed by
-    :func:`_fold_lanes`, then the tail is added in index order.
+    :func:`fold_lanes`, then the tail is added in index order.
     """
     n = v.shape[0]
     width = ls.shape[0]
@@ -470,8 +470,8 @@ def _lane_sums(v, k, ls, lq):
             a0 = u0[j] - k
             ls[j] += a0
             lq[j] += a0 * a0
-    s = _fold_lanes(ls)
-    q = _fold_lanes(lq)
+    s = fold_lanes(ls)
+    q = fold_lanes(lq)
     for i in range(m1, n):
         a0 = v[i] - k
         s += a0
@@ -479,7 +479,7 @@ def _lane_sums(v, k, ls, lq):
     return s, q
 
 
-@njit(inline="always", **_MOMENTS)
+@njit(inline="always", **SUMS_JIT)
 def _masked_lane_sums(v, w, k, la, lb, second):
     """Weighted sums over the values of the run ``v`` that are not NaN, in an
     order fixed by the code (the lanes of :func:`_lane_sums`, two chunks per
@@ -518,8 +518,8 @@ def _masked_lane_sums(v, w, k, la, lb, second):
             else:
                 la[j] += p0 + p1
                 lb[j] += p0 * d0 + p1 * d1
-    sa = _fold_lanes(la)
-    sb = _fold_lanes(lb)
+    sa = fold_lanes(la)
+    sb = fold_lanes(lb)
     for i in range(m, n):
         a0 = v[i]
         if a0 == a0:
@@ -533,7 +533,7 @@ def _masked_lane_sums(v, w, k, la, lb, second):
     return sa, sb
 
 
-@njit(inline="always", **_MOMENTS)
+@njit(inline="always", **SUMS_JIT)
 def _run_moments(v, k, ls, lq):
     """Moments ``(n, mean - k, M2)`` of the contiguous run ``v``, shifted by ``k``.
 
@@ -550,7 +550,7 @@ def _run_moments(v, k, ls, lq):
     return nb, loc, m2
 
 
-@njit(parallel=True, **_MOMENTS)
+@njit(parallel=True, **SUMS_JIT)
 def channels_moments(x, seg_len, ref=None):
     """Per-row moments of ``x`` (c, inner): the segments layout with
     ``outer == 1`` and many channels (per-sample statistics, Fortran-ordered
@@ -571,8 +571,8 @@ def channels_moments(x, seg_len, ref=None):
     n_groups = min(c, _CHANNEL_GROUPS)
     for g in prange(n_groups):
         c0, c1 = _task_range(g, n_groups, c)
-        ls = np.empty(_LANES)
-        lq = np.empty(_LANES)
+        ls = np.empty(LANES)
+        lq = np.empty(LANES)
         for ch in range(c0, c1):
             na = 0.0
             ma = 0.0
@@ -591,7 +591,7 @@ def channels_moments(x, seg_len, ref=None):
     return cnt, mean, m2
 
 
-@njit(parallel=True, **_MOMENTS)
+@njit(parallel=True, **SUMS_JIT)
 def segments_moments(x, seg_len, n_tasks, ref=None):
     """Per-channel moments of ``x`` (outer, c, inner); NaN propagates.
 
@@ -605,8 +605,8 @@ def segments_moments(x, seg_len, n_tasks, ref=None):
     m2 = np.zeros((n_tasks, c))
     for t in prange(n_tasks):
         u0, u1 = _task_range(t, n_tasks, n_units)
-        ls = np.empty(_LANES)
-        lq = np.empty(_LANES)
+        ls = np.empty(LANES)
+        lq = np.empty(LANES)
         for u in range(u0, u1):
             o, ch, i0, i1 = segment_unit(u, k_per, c, seg_len, inner)
             k = k0[ch] + mean[t, ch]
@@ -625,7 +625,7 @@ def segments_moments(x, seg_len, n_tasks, ref=None):
     return out
 
 
-@njit(parallel=True, **_MOMENTS)
+@njit(parallel=True, **SUMS_JIT)
 def segments_moments_masked(x, w, seg_len, n_tasks, ref=None):
     """Weighted, NaN-skipping per-channel moments of ``x`` (outer, c, inner).
 
@@ -641,8 +641,8 @@ def segments_moments_masked(x, w, seg_len, n_tasks, ref=None):
     m2 = np.zeros((n_tasks, c))
     for t in prange(n_tasks):
         u0, u1 = _task_range(t, n_tasks, n_units)
-        la = np.empty(_LANES)
-        lb = np.empty(_LANES)
+        la = np.empty(LANES)
+        lb = np.empty(LANES)
         for u in range(u0, u1):
             o, ch, i0, i1 = segment_unit(u, k_per, c, seg_len, inner)
             run = x[o, ch, i0:i1]
@@ -814,7 +814,7 @@ def _serial_twin(kernel, name):
     f = kernel.py_func
     g = types.FunctionType(f.__code__, f.__globals__, name, f.__defaults__)
     g.__qualname__ = name
-    # The original's fast-math flags (``_MOMENTS`` or ``_JIT``), so that the
+    # The original's fast-math flags (``SUMS_JIT`` or ``_JIT``), so that the
     # twins give the same bits.
     return njit(**{**_JIT, "fastmath": kernel.targetoptions["fastmath"]})(g)
 
