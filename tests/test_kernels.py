@@ -662,3 +662,73 @@ def test_bit_identical_for_one_and_two_threads(restore_threads, blocks, monkeypa
     assert len(one) == len(two)
     for a, b in zip(one, two, strict=True):
         assert a == b
+
+
+# -- sums in lanes: run lengths around the chunk sizes ----------------------------
+#
+# The sums along a run are taken in lanes of cpu.LANES values, four chunks
+# (moments) or two (masked, gradients) per sweep, then one chunk at a time,
+# then a scalar tail: every length below lands in a different mix of them.
+LANE_RUNS = sorted(
+    {1, 7, cpu.LANES - 1, cpu.LANES, cpu.LANES + 1, 2 * cpu.LANES + 3}
+    | {4 * cpu.LANES - 1, 4 * cpu.LANES, 4 * cpu.LANES + 1, 9 * cpu.LANES + 5}
+)
+
+
+@pytest.mark.parametrize("inner", LANE_RUNS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lane_sums_at_chunk_boundaries(rng, inner, dtype):
+    x = make_data(rng, (2, 3, inner), dtype)
+    mag = magnitude(x)
+    for kernel in twins("segments_moments"):
+        got = kernel.values[0](x, 8192, 2)
+        assert_moments_match(got, naive.moments(x, axis=1), mag)
+    for kernel in twins("channels_moments"):
+        x2 = x[0]
+        assert_moments_match(kernel.values[0](x2, 8192), naive.moments(x2, 0), mag)
+    # NaN in a chunk of a sweep, a single chunk or the tail: masked out with
+    # weights, propagated without.
+    for pos in {0, inner // 2, inner - 1}:
+        xn = x.copy()
+        xn[1, 2, pos] = np.nan
+        w = rng.uniform(0.5, 2.0, size=(2, inner))
+        for kernel in twins("segments_moments_masked"):
+            for w2 in (w, np.broadcast_to(np.ones(1), (2, inner))):
+                got = kernel.values[0](xn, w2, 8192, 2)
+                ref = naive.moments(xn, 1, w2[:, None, :])
+                assert_moments_match(got, ref, mag)
+        for kernel in twins("channels_moments"):
+            assert np.isnan(kernel.values[0](xn[1], 8192)[1][2])
+
+
+@pytest.mark.parametrize("inner", LANE_RUNS)
+def test_grad_lane_sums_at_chunk_boundaries(rng, inner):
+    from skbn._kernels import backward as kb
+
+    x = make_data(rng, (2, 3, inner), np.float32)
+    dy = rng.normal(size=x.shape).astype(np.float32)
+    mean = rng.normal(100.0, 1.0, size=3)
+    x64 = x.astype(np.float64)
+    dy64 = dy.astype(np.float64)
+    s_ref = dy64.sum(axis=(0, 2))
+    q_ref = (dy64 * (x64 - mean[None, :, None])).sum(axis=(0, 2))
+    tol = 1e-9 * (np.abs(dy64) * (1.0 + np.abs(x64 - mean[None, :, None]))).sum()
+    for name in ("segments_grad_sums", "segments_grad_sums_serial"):
+        s, q = getattr(kb, name)(x, dy, mean, 8192, 2)
+        assert_allclose(s, s_ref, rtol=0, atol=tol)
+        assert_allclose(q, q_ref, rtol=0, atol=tol)
+    # Layer norm's view (N, 1, 1, features, 1): the sums run over the
+    # features, scaled by gamma (the channels-last branch).
+    x5 = x64.reshape(6, 1, 1, inner, 1)
+    dy5 = dy64.reshape(6, 1, 1, inner, 1)
+    m5 = x5.mean(axis=(1, 3, 4)).reshape(6, 1)
+    rs = np.ones((6, 1))
+    gamma = rng.uniform(0.5, 2.0, size=(1, inner))
+    a, b, dg, db = kb.groups_grad_sums(x5, dy5, m5, rs, gamma, 2)
+    g = dy5[:, 0, 0, :, 0] * gamma[0]
+    xc = x5[:, 0, 0, :, 0] - m5
+    assert_allclose(a[:, 0], g.sum(axis=1), rtol=1e-12, atol=1e-9 * np.abs(g).sum())
+    assert_allclose(
+        b[:, 0], (g * xc).sum(axis=1), rtol=1e-12, atol=1e-9 * np.abs(g * xc).sum()
+    )
+    assert_allclose(db[0], dy5[:, 0, 0, :, 0].sum(axis=0), rtol=1e-12, atol=1e-9)
