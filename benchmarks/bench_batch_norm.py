@@ -1,6 +1,6 @@
 """skbn against its peers: every operation on every shape, dtype and order.
 
-Peers are a parameter (``skbn``, the seed documents' NumPy class,
+Peers are a parameter (``skbn``, a plain NumPy class,
 ``StandardScaler``, ``torch``), so one asv run compares them on the same
 machine; a combination a peer does not support is skipped.  Data is seeded
 and built once per process; JIT compilation happens in ``setup``.

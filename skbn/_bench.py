@@ -82,15 +82,15 @@ class SkbnPeer(Peer):
         return self.bn.inverse_transform(X)
 
 
-class SeedPeer(Peer):
-    """The seed documents' NumPy ``BatchNormalization`` class.
+class NumpyPeer(Peer):
+    """A plain NumPy ``BatchNormalization`` class, as a tutorial writes it.
 
     ``fit`` computes ``np.mean``/``np.var`` of the batch, updates the running
     statistics with momentum and returns the batch normalized by its own
     statistics; ``transform`` normalizes with the running statistics.
     """
 
-    name = "seed numpy"
+    name = "numpy"
 
     def __init__(self, X, axis=-1, epsilon=1e-5, momentum=0.9):
         super().__init__(X, axis)
@@ -205,7 +205,7 @@ class TorchPeer(Peer):
         return self.bn(self._t(X), self.rm, self.rv, training=False)
 
 
-PEERS = {p.name: p for p in (SkbnPeer, SeedPeer, ScalerPeer, TorchPeer)}
+PEERS = {p.name: p for p in (SkbnPeer, NumpyPeer, ScalerPeer, TorchPeer)}
 
 
 @dataclass

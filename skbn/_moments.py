@@ -269,7 +269,7 @@ def ema_update(running_mean, running_var, seen, batch, momentum):
     """Fold a batch into running statistics with momentum (per feature).
 
     ``running = momentum * running + (1 - momentum) * batch``, the convention
-    of the seed documents and Keras (``momentum`` weighs the *old* value).  A
+    of Keras and of the textbook NumPy class (``momentum`` weighs the *old* value).  A
     feature that had no values yet takes the batch statistics as they are (no
     zero-initialization bias); a feature with no values in the batch keeps its
     running statistics.  ``momentum=None`` pools all samples exactly, which is

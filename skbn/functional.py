@@ -537,8 +537,8 @@ def batch_norm_forward(
         variance (PyTorch stores the unbiased one).
     momentum : float in [0, 1], default=0.9
         Weight of the *old* running value:
-        ``running = momentum * running + (1 - momentum) * batch`` (the seed
-        documents' and Keras' convention).  PyTorch's ``momentum`` weighs the
+        ``running = momentum * running + (1 - momentum) * batch`` (Keras'
+        convention).  PyTorch's ``momentum`` weighs the
         new batch: PyTorch's 0.1 is skbn's 0.9.
     training : bool, default=True
         Normalize by the batch statistics (True) or by the running ones.

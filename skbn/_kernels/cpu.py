@@ -43,8 +43,8 @@ _JIT = {"cache": True, "fastmath": FASTMATH, "nogil": True}
 # FMA), so the same kernel gave bits that depended on whether it had been
 # compiled or loaded.  Without the flags every copy computes the same IEEE
 # operations.  They cost nothing measurable: each runs once per block or per
-# feature, not per value; the loops over the values keep FASTMATH (``reassoc``
-# is what lets LLVM vectorize their sums).
+# feature, not per value.  ``_exact_sub`` and ``population_var`` use the same
+# flags for their own reasons (see them).
 _IEEE = {**_JIT, "fastmath": False}
 # The moment kernels run without ``reassoc``, too: under it the optimizer
 # vectorized a sum along a run in a different order in the copy of a
@@ -209,7 +209,7 @@ def ratio(a, b):
     return a / b if b > 0.0 else 0.0
 
 
-@njit(**{**_JIT, "fastmath": False})
+@njit(**_IEEE)
 def _exact_sub(a, b):
     """``a - b`` in IEEE arithmetic.
 
@@ -221,7 +221,7 @@ def _exact_sub(a, b):
     return a - b
 
 
-@njit(**{**_JIT, "fastmath": False})
+@njit(**_IEEE)
 def exact_sub_into(a, b, out):
     """``out[:] = a - b`` in IEEE arithmetic, as :func:`_exact_sub`.
 
@@ -842,7 +842,7 @@ segments_affine_serial = _serial_twin(segments_affine, "segments_affine_serial")
 # the general path.
 
 
-@njit(**{**_JIT, "fastmath": False})
+@njit(**_IEEE)
 def population_var(m2, count):
     """``m2 / count``, 0 where the count is 0: the biased variance of
     moments of any shape (``Moments.var`` and the small-batch kernels).
