@@ -26,7 +26,7 @@ The conventions that differ, and what the converters do about them:
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from ._layout import normalize_axis
+from ._core.views import normalize_axis
 from ._validation import check_fitted_vectors
 
 # Data dimensions each torch module expects (its default when ambiguous).

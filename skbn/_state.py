@@ -19,7 +19,7 @@ import zlib
 import numpy as np
 
 from . import _monitor, _npy
-from ._layout import normalize_axis
+from ._core.views import normalize_axis
 from ._validation import check_vector_state
 
 FORMAT = "skbn-state"

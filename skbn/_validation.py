@@ -1,7 +1,7 @@
 """Input checks shared by every skbn estimator and path.
 
 The general path is scikit-learn's own (``check_array``, feature-name checks,
-``_check_sample_weight``), so messages and semantics match what sklearn users
+``check_sample_weight``), so messages and semantics match what sklearn users
 know.  A fast path skips it for the input a streaming loop sends thousands of
 times: a C-contiguous float32/float64 ``ndarray`` of the fitted shape, from an
 estimator fitted without feature names.  Both paths accept and reject the same
@@ -17,38 +17,73 @@ import types
 import weakref
 from collections.abc import Callable
 from math import prod
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
-from sklearn.utils.validation import (
-    _check_feature_names,
-    _check_sample_weight,
-    check_array,
-)
+from sklearn.utils.validation import check_array
 
+from ._core.views import normalize_axis
 from ._kernels.checks import first_invalid
-from ._layout import normalize_axis
+from ._sklearn_compat import check_feature_names, check_sample_weight
 
 FLOAT_TYPES = (np.float32, np.float64)
 
 
-def _feature_count_error(est, n_features):
+class Spec(NamedTuple):
+    """What the input checks need to know of an estimator, and nothing more.
+
+    Made by the estimator for each call, so that the checks (and the
+    backends that run them) never read the estimator itself.
+
+    Attributes
+    ----------
+    owner : str
+        The estimator's class name, for messages.
+    axis : int or tuple of int
+        The ``axis`` parameter now.
+    fitted : tuple or None
+        ``(axis, axes, ndim, n_features)`` of the fit; None before it.
+    check_names : callable
+        ``check_names(X, reset)``: scikit-learn's feature-name check
+        (records ``feature_names_in_`` on reset, warns on a mismatch).
+    """
+
+    owner: str
+    axis: Any
+    fitted: tuple | None
+    check_names: Callable[[Any, bool], None]
+
+
+class SpecMixin:
+    """``_spec``: an estimator's :class:`Spec`, from the fitted attributes
+    ``_fit_axis``, ``_axes``, ``_ndim`` and ``n_features_in_``."""
+
+    def _spec(self, reset: bool) -> Spec:
+        fitted = None
+        if not reset:
+            fitted = (self._fit_axis, self._axes, self._ndim, self.n_features_in_)
+        return Spec(type(self).__name__, self.axis, fitted, self._check_names)
+
+    def _check_names(self, X: Any, reset: bool) -> None:
+        check_feature_names(self, X, reset=reset)
+
+
+def _feature_count_error(spec, n_features):
     return ValueError(
-        f"X has {n_features} features, but {type(est).__name__} is expecting "
-        f"{est.n_features_in_} features as input."
+        f"X has {n_features} features, but {spec.owner} is expecting "
+        f"{spec.fitted[3]} features as input."
     )
 
 
-def validate_X(est, X, *, reset):
-    """Check ``X`` for ``est`` and return it as an ndarray with its feature axes.
+def validate_X(X, spec, *, reset):
+    """Check ``X`` and return it as an ndarray with its feature axes.
 
     Parameters
     ----------
-    est : estimator
-        Reads ``axis``; when ``reset`` is False also the fitted
-        ``n_features_in_``, ``_axes`` and ``_ndim``.
     X : array-like
         Input data, at least 2-D.
+    spec : Spec
+        The estimator's ``axis`` and, unless ``reset``, its fitted layout.
     reset : bool
         True in the first fit: feature names are (re)recorded.
 
@@ -58,43 +93,44 @@ def validate_X(est, X, *, reset):
     axes : tuple of int
     n_features : int
     """
-    _check_axis_unchanged(est, reset)
+    _check_axis_unchanged(spec, reset)
     if isinstance(X, np.ndarray) and not X.dtype.isnative and X.dtype.kind in "biufc":
         # Big-endian data (from a file, say): the kernels read native byte
         # order only.  Same precision, so float32 stays float32.
         X = X.astype(X.dtype.newbyteorder("="))
     if type(X) is np.ndarray and X.dtype.type in FLOAT_TYPES and X.size:
-        # What check_array and the feature-name check would do to a plain
-        # float ndarray, without their cost (~150 µs, more than the work on
-        # a small batch): nothing to convert, no names to record.
+        # What check_array would do to a plain float ndarray, without its
+        # cost (~150 µs, more than the work on a small batch): nothing to
+        # convert.
         if reset and X.ndim >= 2:
-            est.__dict__.pop("feature_names_in_", None)
-            axes = normalize_axis(est.axis, X.ndim)
+            spec.check_names(X, reset)
+            axes = normalize_axis(spec.axis, X.ndim)
             return X, axes, prod([X.shape[a] for a in axes])
-        if not reset and X.ndim == est._ndim and not hasattr(est, "feature_names_in_"):
-            axes = est._axes
+        if not reset and X.ndim == spec.fitted[2]:
+            spec.check_names(X, reset)
+            axes = spec.fitted[1]
             n_features = prod([X.shape[a] for a in axes])
-            if n_features != est.n_features_in_:
-                raise _feature_count_error(est, n_features)
+            if n_features != spec.fitted[3]:
+                raise _feature_count_error(spec, n_features)
             return X, axes, n_features
 
     check_numeric(X)
-    _check_feature_names(est, X, reset=reset)
+    spec.check_names(X, reset)
     X = check_array(
         X,
         # float32 in any container stays float32, as for a NumPy array.
         dtype=np.float32 if _is_float32(X) else [np.float64, np.float32],
         ensure_all_finite=False,
         allow_nd=True,
-        estimator=est,
+        estimator=spec.owner,
         input_name="X",
     )
     if X.size == 0:
         raise ValueError(
             f"Found array with 0 elements (shape={X.shape}) while "
-            f"{type(est).__name__} needs at least one value per feature."
+            f"{spec.owner} needs at least one value per feature."
         )
-    axes, n_features = _feature_axes(est, X.shape, reset)
+    axes, n_features = _feature_axes(spec, X.shape, reset)
     return X, axes, n_features
 
 
@@ -211,43 +247,43 @@ def _check_column(frame, i, col_dtype, series=None):
         _scan_objects(np.asarray(col, dtype=object), col_dtype)
 
 
-def _check_axis_unchanged(est, reset):
-    if not reset and est.axis != est._fit_axis:
+def _check_axis_unchanged(spec, reset):
+    if not reset and spec.axis != spec.fitted[0]:
         raise ValueError(
-            f"axis was changed from {est._fit_axis!r} to {est.axis!r} after "
+            f"axis was changed from {spec.fitted[0]!r} to {spec.axis!r} after "
             f"fitting; call fit to use the new axis."
         )
 
 
-def _feature_axes(est, shape, reset):
+def _feature_axes(spec, shape, reset):
     """Feature axes and count of data of ``shape``, checked against the fit."""
     if reset:
-        axes = normalize_axis(est.axis, len(shape))
+        axes = normalize_axis(spec.axis, len(shape))
     else:
-        if len(shape) != est._ndim:
+        _, axes, ndim, _ = spec.fitted
+        if len(shape) != ndim:
             raise ValueError(
-                f"X has {len(shape)} dimensions, but {type(est).__name__} was "
-                f"fitted on {est._ndim}-dimensional data."
+                f"X has {len(shape)} dimensions, but {spec.owner} was "
+                f"fitted on {ndim}-dimensional data."
             )
-        axes = est._axes
     n_features = prod([shape[a] for a in axes])
-    if not reset and n_features != est.n_features_in_:
-        raise _feature_count_error(est, n_features)
+    if not reset and n_features != spec.fitted[3]:
+        raise _feature_count_error(spec, n_features)
     return axes, n_features
 
 
-def validate_metadata(est, X, shape, dtype, *, reset, kind):
+def validate_metadata(X, shape, dtype, spec, *, reset, kind):
     """:func:`validate_X` for data that must not be read: dask, CUDA arrays.
 
     The same rules and messages, checked on the shape and dtype alone.
 
     Parameters
     ----------
-    est : estimator
     X : object
         The array, for its (absent) column names.
     shape : tuple of int
     dtype : numpy.dtype
+    spec : Spec
     reset : bool
     kind : str
         What ``X`` is, for the messages, e.g. ``"dask array"``.
@@ -257,7 +293,7 @@ def validate_metadata(est, X, shape, dtype, *, reset, kind):
     axes : tuple of int
     n_features : int
     """
-    _check_axis_unchanged(est, reset)
+    _check_axis_unchanged(spec, reset)
     check_dtype_kind(dtype)
     if dtype.kind == "O":
         # Object data cannot be scanned for strings without reading it; the
@@ -273,12 +309,12 @@ def validate_metadata(est, X, shape, dtype, *, reset, kind):
     if prod(shape) == 0:
         raise ValueError(
             f"Found array with 0 elements (shape={shape}) while "
-            f"{type(est).__name__} needs at least one value per feature."
+            f"{spec.owner} needs at least one value per feature."
         )
     # Such arrays have no column names: this drops names on reset and warns
     # when the estimator was fitted on a DataFrame, as for an ndarray.
-    _check_feature_names(est, X, reset=reset)
-    return _feature_axes(est, shape, reset)
+    spec.check_names(X, reset)
+    return _feature_axes(spec, shape, reset)
 
 
 def validate_sample_weight(sample_weight, X, axes):
@@ -302,7 +338,7 @@ def validate_sample_weight(sample_weight, X, axes):
             "sample_weight weighs samples along axis 0, but axis 0 is a feature "
             f"axis here (axis={axes}); drop sample_weight or choose another axis."
         )
-    w = _check_sample_weight(
+    w = check_sample_weight(
         sample_weight,
         X,
         dtype=np.float64,

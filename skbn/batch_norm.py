@@ -1,35 +1,28 @@
 """``BatchNormalizer``: batch normalization as a scikit-learn transformer."""
 
-import math
-from numbers import Integral, Real
-from typing import Any, TypeGuard
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
-from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils._set_output import _wrap_data_with_container
 from sklearn.utils.validation import check_is_fitted
 
-from . import _config, _dask, _dispatch, _moments, _monitor, functional
+from . import _monitor, _params
+from ._backends import check_device, for_input
+from ._backends.numpy import WRITE_BY_BATCH, WRITE_BY_RUNNING, WRITE_NOTHING
+from ._core.moments import ema_update
+from ._core.norm import coefficients, inverse_coefficients
+from ._core.views import check_axis
 from ._interop import InteropMixin
-from ._kernels import cpu
-from ._layout import Layout, check_axis
+from ._sklearn_compat import wrap_data_with_container
 from ._state import StateMixin
 from ._validation import (
     FITTED_VECTORS,
-    FLOAT_TYPES,
     AtomicMixin,
+    SpecMixin,
     check_fitted_vectors,
     feature_vector,
-    validate_sample_weight,
-    validate_X,
 )
-
-# Inputs below this many elements may take the small-batch path (see
-# BatchNormalizer._small); larger ones are bound by memory, not by overhead.
-_SMALL_ELEMENTS = 1 << 17
-_NO_OUT = {t: np.empty((0, 0), t) for t in (np.float32, np.float64)}
 
 
 def _typed(value: Any) -> Any:
@@ -44,6 +37,7 @@ def _typed(value: Any) -> Any:
 
 class BatchNormalizer(
     AtomicMixin,
+    SpecMixin,
     StateMixin,
     InteropMixin,
     OneToOneFeatureMixin,
@@ -197,21 +191,7 @@ class BatchNormalizer(
     n_samples_seen_: int
     n_batches_seen_: int
 
-    _parameter_constraints: dict[str, list[Any]] = {
-        "momentum": [Interval(Real, 0, 1, closed="both"), None],
-        "eps": [Interval(Real, 0, None, closed="neither")],
-        "axis": [Integral, tuple],
-        "center": ["boolean"],
-        "scale": ["boolean"],
-        "gamma": [Real, "array-like"],
-        "beta": [Real, "array-like"],
-        "copy": ["boolean"],
-        "device": [StrOptions({"auto", "cpu", "cuda"})],
-        "track_batch_stats": ["boolean"],
-        "max_batch_stats": [Interval(Integral, 1, None, closed="left")],
-        "renorm": [tuple, None],
-        "virtual_batch_size": [Interval(Integral, 1, None, closed="left"), None],
-    }
+    _parameter_constraints: dict[str, list[Any]] = _params.BATCH_NORM
     # Fitted state that save/load keep besides the public attributes.
     _state_private = ("_axes", "_fit_axis", "_ndim", "_seen", "_batch_stats")
     _state_vectors = FITTED_VECTORS
@@ -247,7 +227,7 @@ class BatchNormalizer(
         self.renorm = renorm
         self.virtual_batch_size = virtual_batch_size
 
-    # -- parameters -----------------------------------------------------------
+    # -- parameters and state ---------------------------------------------------
 
     def _check_params(self) -> None:
         """Validate the parameters, once per distinct setting.
@@ -274,8 +254,8 @@ class BatchNormalizer(
             return
         self._validate_params()
         check_axis(self.axis)
-        functional._check_renorm(self.renorm)
-        _dispatch.check_device(self.device)
+        _params.check_renorm(self.renorm)
+        check_device(self.device)
         self._checked_params = key
 
     def _reset(self) -> None:
@@ -292,7 +272,162 @@ class BatchNormalizer(
         ):
             self.__dict__.pop(name, None)
 
-    # -- fitting ----------------------------------------------------------------
+    def _initial_affine(self, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+        """``gamma_`` and ``beta_`` as a fit starts them.  Both parameters are
+        checked even when ``scale=False`` / ``center=False`` drop them."""
+        gamma = feature_vector(self.gamma, n_features, "gamma")
+        beta = feature_vector(self.beta, n_features, "beta")
+        return (
+            gamma if self.scale else np.ones(n_features),
+            beta if self.center else np.zeros(n_features),
+        )
+
+    def _start(self, n_features: int, axes: tuple[int, ...], ndim: int) -> None:
+        """The fitted state of a fit before its first batch is folded in."""
+        gamma, beta = self._initial_affine(n_features)
+        self.n_features_in_ = n_features
+        self._axes = axes
+        self._fit_axis = self.axis
+        self._ndim = ndim
+        self.gamma_, self.beta_ = gamma, beta
+        self.running_mean_ = np.zeros(n_features)
+        self.running_var_ = np.ones(n_features)
+        self._seen = np.zeros(n_features)
+        self.n_samples_seen_ = 0
+        self.n_batches_seen_ = 0
+
+    def _plain_rows(self, X: np.ndarray, fitted: bool) -> bool:
+        """Whether this estimator's settings allow the one-call path of the
+        NumPy backend for ``X`` (see :mod:`skbn._backends.numpy`): per-column
+        statistics of 2-D data, nothing optional switched on."""
+        if not (
+            type(self.axis) is int
+            and self.axis in (-1, 1)
+            and not self.track_batch_stats
+            and self.renorm is None
+            and self.virtual_batch_size is None
+        ):
+            return False
+        d = self.__dict__
+        return not fitted or (
+            "feature_names_in_" not in d
+            and d.get("_ndim") == 2
+            and d.get("_axes") == (1,)
+            and X.shape[1] == d["n_features_in_"]
+            and self.axis == d["_fit_axis"]
+        )
+
+    # -- training ---------------------------------------------------------------
+
+    def _train(self, X: Any, sample_weight: Any, output: int) -> Any:
+        """One training step: fold the batch ``X`` into the running statistics
+        and, as ``output`` says, normalize it by its own statistics
+        (``WRITE_BY_BATCH``) or by the updated running ones
+        (``WRITE_BY_RUNNING``).  Returns the output, or None."""
+        fitted = "running_mean_" in self.__dict__
+        if fitted:
+            check_fitted_vectors(self)
+        self._check_params()
+        # The one place where this estimator chooses a backend.
+        backend = for_input(X, self.device)
+        if (
+            sample_weight is None
+            and backend.small_input(X)
+            and self._plain_rows(X, fitted)
+        ):
+            done, y = self._small_train(backend, X, fitted, output)
+            if done:
+                return y
+        reset = not fitted
+        layout, n_features = backend.validate(X, self._spec(reset), reset=reset)
+        names = self.__dict__.get("feature_names_in_")
+        if reset:
+            gamma, beta = self._initial_affine(n_features)
+        else:
+            gamma, beta = self._effective_affine()
+        eps = float(self.eps)
+        plain = self.renorm is None and self.virtual_batch_size is None
+        prior = None if reset else (self.running_mean_, self.running_var_)
+        y = None
+        if output == WRITE_BY_BATCH and plain:
+            batch, y = backend.train_forward(
+                layout, sample_weight, gamma, beta, eps, names
+            )
+        else:
+            batch = backend.moments(layout, sample_weight, names)
+        if reset:
+            self._start(n_features, layout.axes, len(layout.shape))
+        self._fold_in(batch, layout.shape[0])
+        if output == WRITE_BY_BATCH and not plain:
+            vbs = _params.check_virtual_batch_size(
+                self.virtual_batch_size, layout.shape[0], layout.axes
+            )
+            y = backend.train_normalize(
+                layout,
+                sample_weight,
+                gamma,
+                beta,
+                eps,
+                prior,
+                self.renorm,
+                vbs,
+                names,
+            )
+        elif output == WRITE_BY_RUNNING:
+            scale, offset = coefficients(self.running_var_, gamma, beta, eps)
+            y = backend.normalize(
+                layout, self.running_mean_, scale, offset, None, names
+            )
+        return y
+
+    def _fold_in(self, batch: Any, n_samples: int) -> None:
+        """Fold a batch's moments into the running statistics."""
+        mean, var, seen = ema_update(
+            self.running_mean_, self.running_var_, self._seen, batch, self.momentum
+        )
+        self.running_mean_, self.running_var_, self._seen = mean, var, seen
+        self.n_samples_seen_ += n_samples
+        self.n_batches_seen_ += 1
+        if self.track_batch_stats:
+            self._batch_stats = _monitor.record(
+                getattr(self, "_batch_stats", ()),
+                self.max_batch_stats,
+                self.n_batches_seen_,
+                n_samples,
+                batch,
+                mean,
+                var,
+            )
+
+    def _small_train(
+        self, backend: Any, X: np.ndarray, fitted: bool, output: int
+    ) -> tuple[bool, Any]:
+        """The training step of a small batch in one compiled call.
+
+        ``(False, None)``, and nothing changed, when the batch holds NaN or
+        infinity: the general path then handles it.
+        """
+        n = X.shape[1]
+        if fitted:
+            running = (self.running_mean_, self.running_var_, self._seen)
+            gamma, beta = self._effective_affine()
+        else:
+            # Checked before anything is assigned.
+            gamma, beta = self._initial_affine(n)
+            running = (np.zeros(n), np.ones(n), np.zeros(n))
+        res = backend.small_train(
+            X, running, self.momentum, gamma, beta, self.eps, output
+        )
+        if res is None:
+            return False, None
+        if not fitted:
+            # What the feature-name check does on a fit from a plain ndarray.
+            self.__dict__.pop("feature_names_in_", None)
+            self._start(n, (1,), 2)
+        self.running_mean_, self.running_var_, self._seen, y = res
+        self.n_samples_seen_ += X.shape[0]
+        self.n_batches_seen_ += 1
+        return True, y
 
     def fit(
         self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None
@@ -356,17 +491,8 @@ class BatchNormalizer(
         array([[-1., -1.],
                [ 1.,  1.]])
         """
-        if sample_weight is None and self._small_input(X):
-            self._check_params()
-            out = self._small_fit_transform(X)
-            if out is not None:
-                return out
-        if _dask.is_dask(X) or _dispatch.on_cuda(self.device, X):
-            # The lazy (dask) and device (CUDA) paths keep their own transform.
-            return self.fit(X, sample_weight=sample_weight).transform(X)
         self._reset()
-        layout, _ = self._update(X, sample_weight)
-        return self._apply(layout, self.running_mean_, self.running_var_, out=None)
+        return self._train(X, sample_weight, WRITE_BY_RUNNING)
 
     def partial_fit(
         self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None
@@ -402,181 +528,8 @@ class BatchNormalizer(
         >>> bn.n_batches_seen_, bn.n_samples_seen_
         (2, 8)
         """
-        if "running_mean_" in self.__dict__:
-            check_fitted_vectors(self)
-        if sample_weight is None and self._small(X):
-            self._check_params()
-            if self._small_train(X, None):
-                return self
-        self._update(X, sample_weight)
+        self._train(X, sample_weight, WRITE_NOTHING)
         return self
-
-    # -- the small-batch path ----------------------------------------------------
-
-    def _small(self, X: Any) -> TypeGuard[np.ndarray]:
-        """Whether a call on ``X`` can take the small-batch path.
-
-        A streaming loop calls ``partial_fit``, ``partial_fit_transform`` and
-        ``transform`` thousands of times on batches of a few hundred rows,
-        where the general path's Python steps (validation, layout, one kernel
-        dispatch per step) cost several times the arithmetic.  For the most
-        common such input, a C-contiguous 2-D float ndarray of the fitted
-        width on a fitted estimator with per-column statistics and nothing
-        optional switched on, one compiled call does the whole work
-        (:func:`skbn._kernels.cpu.small_train`, :func:`~skbn._kernels.cpu.
-        small_apply`), with the same kernels and therefore the same bits as
-        the general path.  Everything else, and any batch holding NaN or
-        infinity, takes the general path.
-        """
-        d = self.__dict__
-        return (
-            self._small_input(X)
-            and "running_mean_" in d
-            and "feature_names_in_" not in d
-            and d.get("_ndim") == 2
-            and d.get("_axes") == (1,)
-            and X.shape[1] == d["n_features_in_"]
-            and self.axis == d["_fit_axis"]
-        )
-
-    def _small_input(self, X: Any) -> TypeGuard[np.ndarray]:
-        """The part of :meth:`_small` that does not depend on fitted state."""
-        return (
-            type(X) is np.ndarray
-            and X.ndim == 2
-            and X.dtype.type in FLOAT_TYPES
-            and X.dtype.isnative
-            and X.flags.c_contiguous
-            and 0 < X.size < _SMALL_ELEMENTS
-            and X.size < _config.MIN_PARALLEL_ELEMENTS
-            and type(self.axis) is int
-            and self.axis in (-1, 1)
-            and self.device != "cuda"
-            and not self.track_batch_stats
-            and self.renorm is None
-            and self.virtual_batch_size is None
-            and _moments._fold(X.shape[0], X.shape[1]) == 1
-        )
-
-    def _affine_params(
-        self, gamma: np.ndarray, beta: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, float, bool, bool]:
-        """The arguments after ``var`` of :func:`skbn._kernels.cpu.coefficients`."""
-        return gamma, beta, float(self.eps), bool(self.scale), bool(self.center)
-
-    def _small_train(
-        self, X: np.ndarray, out: np.ndarray | None, by_running: bool = False
-    ) -> bool:
-        """Fold the batch ``X`` into the running statistics and, given
-        ``out``, write ``X`` normalized there: by the batch's own statistics
-        (training mode) or, with ``by_running``, by the updated running ones
-        (``fit_transform``).  False, and nothing changed, when the batch holds
-        NaN or infinity."""
-        ok, mean, var, seen = cpu.small_train(
-            X,
-            _moments._block_rows(X.shape[1], X.itemsize),
-            self.running_mean_,
-            self.running_var_,
-            self._seen,
-            _moments.momentum_code(self.momentum),
-            self._affine_params(self.gamma_, self.beta_),
-            # Numba types every argument, also the unused one: a writable
-            # array of X's dtype (X itself may be read-only).
-            _NO_OUT[X.dtype.type] if out is None else out,
-            0 if out is None else (2 if by_running else 1),
-        )
-        if not ok:
-            return False
-        self.running_mean_, self.running_var_, self._seen = mean, var, seen
-        self.n_samples_seen_ += X.shape[0]
-        self.n_batches_seen_ += 1
-        return True
-
-    def _initial_affine(self, n_features: int) -> tuple[np.ndarray, np.ndarray]:
-        """``gamma_`` and ``beta_`` as a fit starts them.  Both parameters are
-        checked even when ``scale=False`` / ``center=False`` drop them."""
-        gamma = feature_vector(self.gamma, n_features, "gamma")
-        beta = feature_vector(self.beta, n_features, "beta")
-        return (
-            gamma if self.scale else np.ones(n_features),
-            beta if self.center else np.zeros(n_features),
-        )
-
-    def _start(self, n_features: int, axes: tuple[int, ...], ndim: int) -> None:
-        """The fitted state of a fit before its first batch is folded in.
-
-        ``gamma_`` and ``beta_`` are checked first, so that a bad one raises
-        before anything is assigned.
-        """
-        gamma, beta = self._initial_affine(n_features)
-        self.n_features_in_ = n_features
-        self._axes = axes
-        self._fit_axis = self.axis
-        self._ndim = ndim
-        self.gamma_, self.beta_ = gamma, beta
-        self.running_mean_ = np.zeros(n_features)
-        self.running_var_ = np.ones(n_features)
-        self._seen = np.zeros(n_features)
-        self.n_samples_seen_ = 0
-        self.n_batches_seen_ = 0
-
-    def _small_fit_transform(self, X: np.ndarray) -> np.ndarray | None:
-        """``fit_transform`` of a small batch: ``fit``'s reset and start,
-        then one compiled call.  None when the batch holds NaN or infinity;
-        the general path then resets again and handles it."""
-        self._reset()
-        # What validate_X does on a fit from a plain ndarray.
-        self.__dict__.pop("feature_names_in_", None)
-        self._start(X.shape[1], (1,), 2)
-        out = np.empty_like(X)
-        return out if self._small_train(X, out, by_running=True) else None
-
-    def _update(
-        self, X: Any, sample_weight: Any, normalize: bool = False
-    ) -> tuple[Any, Any]:
-        """Fold the batch ``X`` into the running statistics.
-
-        Returns the layout of ``X`` and the batch moments, for the training
-        mode to normalize with.  With ``normalize`` the CUDA path also
-        normalizes the batch, in the same sequence of kernels
-        (``layout.normalized``).
-        """
-        self._check_params()
-        first = not hasattr(self, "running_mean_")
-        if _dask.is_dask(X):
-            # Reduced block by block on the dask scheduler, then folded as here.
-            X, axes, n_features, layout, batch = _dask.batch_moments(
-                self, X, sample_weight, reset=first
-            )
-        elif _dispatch.on_cuda(self.device, X):
-            X, axes, n_features, layout, batch = _dispatch.batch_moments(
-                self, X, sample_weight, reset=first, normalize=normalize
-            )
-        else:
-            X, axes, n_features = validate_X(self, X, reset=first)
-            w = validate_sample_weight(sample_weight, X, axes)
-            layout = Layout(X, axes)
-            names = getattr(self, "feature_names_in_", None)
-            batch = _moments.moments(layout, w, names)
-        if first:
-            self._start(n_features, axes, X.ndim)
-        mean, var, seen = _moments.ema_update(
-            self.running_mean_, self.running_var_, self._seen, batch, self.momentum
-        )
-        self.running_mean_, self.running_var_, self._seen = mean, var, seen
-        self.n_samples_seen_ += X.shape[0]
-        self.n_batches_seen_ += 1
-        if self.track_batch_stats:
-            self._batch_stats = _monitor.record(
-                getattr(self, "_batch_stats", ()),
-                self.max_batch_stats,
-                self.n_batches_seen_,
-                X.shape[0],
-                batch,
-                mean,
-                var,
-            )
-        return layout, batch
 
     def partial_fit_transform(
         self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None
@@ -616,90 +569,43 @@ class BatchNormalizer(
         >>> bn.running_mean_  # 0.9 * 1 + 0.1 * 11
         array([2.])
         """
-        if "running_mean_" in self.__dict__:
-            check_fitted_vectors(self)
-        if sample_weight is None and self._small(X):
-            self._check_params()
-            out = np.empty_like(X)
-            if self._small_train(X, out):
-                return _wrap_data_with_container("transform", out, X, self)
-        X_in = X
-        # The running statistics before this batch, for Batch Renormalization
-        # (_update replaces these arrays, it never writes into them).
-        prior = (
-            getattr(self, "running_mean_", None),
-            getattr(self, "running_var_", None),
-        )
-        plain = self.renorm is None and self.virtual_batch_size is None
-        layout, batch = self._update(X, sample_weight, normalize=plain)
-        if not plain:
-            y_out = self._train_normalize(layout, sample_weight, prior)
-        elif isinstance(layout, _dispatch.CudaLayout):
-            y_out = layout.normalized  # fused with the statistics' kernels
-        else:
-            y_out = self._apply(layout, batch.mean, batch.var, out=None)
-        return _wrap_data_with_container("transform", y_out, X_in, self)
-
-    def _train_normalize(self, layout: Any, sample_weight: Any, prior: Any) -> Any:
-        """Training mode with ``renorm`` or ``virtual_batch_size``, through
-        the routines of :mod:`skbn.functional`."""
-        if isinstance(layout, _dask.DaskLayout):
-            raise ValueError(
-                "renorm and virtual_batch_size need in-memory (NumPy) input; got "
-                "a dask array."
-            )
-        if isinstance(layout, _dispatch.CudaLayout):
-            raise ValueError(
-                "renorm and virtual_batch_size run on the CPU only; got CUDA "
-                "input (or device='cuda'). Use device='cpu' with host data."
-            )
-        return functional._train_normalize(
-            layout,
-            self._axes,
-            sample_weight,
-            self.gamma_,
-            self.beta_,
-            float(self.eps),
-            None if prior[0] is None else prior,
-            self.renorm,
-            self.virtual_batch_size,
-            getattr(self, "feature_names_in_", None),
-        )
+        y_out = self._train(X, sample_weight, WRITE_BY_BATCH)
+        return wrap_data_with_container("transform", y_out, X, self)
 
     # -- applying -----------------------------------------------------------------
 
-    def _coefficients(self, var: np.ndarray) -> Any:
-        return cpu.coefficients(var, *self._affine_params(self.gamma_, self.beta_))
-
-    def _apply(self, layout: Any, mean: np.ndarray, var: np.ndarray, out: Any) -> Any:
-        scale, offset = self._coefficients(var)
-        if isinstance(layout, _dask.DaskLayout):
-            return _dask.affine(layout, mean, scale, offset)
-        if isinstance(layout, _dispatch.CudaLayout):
-            names = getattr(self, "feature_names_in_", None)
-            return _dispatch.affine(layout, mean, scale, offset, out, names)
-        return _moments.affine(
-            layout, mean, scale, offset, out, getattr(self, "feature_names_in_", None)
-        )
-
-    def _prepare(self, X: Any, copy: bool | None) -> Any:
+    def _apply(self, X: Any, copy: bool | None, inverse: bool) -> Any:
+        """Normalize ``X`` with the running statistics, or undo it."""
         # check_is_fitted(self) scans every attribute (~5 µs a call); the
         # running mean exists exactly when the estimator is fitted.
         check_is_fitted(self, "running_mean_")
+        # Before any kernel reads them (a training loop may assign them).
+        check_fitted_vectors(self)
         self._check_params()
-        if _dispatch.on_cuda(self.device, X):
-            return _dispatch.prepare(self, X, self.copy if copy is None else copy)
-        X, axes, _ = validate_X(self, X, reset=False)
-        layout = Layout(X, axes)
+        backend = for_input(X, self.device)
         copy = self.copy if copy is None else copy
-        # Writing into x3 is writing into X when x3 is a view of it, or into
-        # a private converted copy otherwise; either honours copy=False.
-        in_place = not copy and layout.x3.flags.writeable
-        if in_place:
-            # An infinite input raises, and it must raise before anything is
-            # overwritten (the kernel finds it while writing).
-            _moments.check_no_inf(layout.x3, getattr(self, "feature_names_in_", None))
-        return layout, (layout.x3 if in_place else None)
+        gamma, beta = self._effective_affine()
+        mean, var, eps = self.running_mean_, self.running_var_, float(self.eps)
+        if (
+            not inverse
+            and copy
+            and backend.small_input(X)
+            and self._plain_rows(X, fitted=True)
+        ):
+            y = backend.small_apply(X, mean, var, gamma, beta, eps)
+            if y is not None:
+                return y
+            # NaN (kept) or infinity (an error): the general path tells.
+        layout, _ = backend.validate(X, self._spec(reset=False), reset=False)
+        names = self.__dict__.get("feature_names_in_")
+        if inverse:
+            shift, scale = inverse_coefficients(var, gamma, beta, eps)
+            offset = mean
+        else:
+            shift = mean
+            scale, offset = coefficients(var, gamma, beta, eps)
+        out = backend.output_buffer(layout, copy, names)
+        return backend.normalize(layout, shift, scale, offset, out, names)
 
     def transform(self, X: ArrayLike, copy: bool | None = None) -> Any:
         """Normalize ``X`` with the running statistics (inference mode).
@@ -728,27 +634,7 @@ class BatchNormalizer(
         array([[0.],
                [2.]])
         """
-        if "running_mean_" in self.__dict__:
-            # Before any kernel reads them (a training loop may assign them).
-            check_fitted_vectors(self)
-        if (self.copy if copy is None else copy) and self._small(X):
-            self._check_params()
-            out = np.empty_like(X)
-            flag = cpu.small_apply(
-                X,
-                _moments._block_rows(X.shape[1], X.itemsize),
-                self.running_mean_,
-                self.running_var_,
-                self._affine_params(self.gamma_, self.beta_),
-                out,
-            )
-            if math.isfinite(flag):
-                return out
-            # NaN (kept) or infinity (an error): the general path tells.
-        if _dask.is_dask(X):
-            return _dask.transform(self, X)
-        layout, out = self._prepare(X, copy)
-        return self._apply(layout, self.running_mean_, self.running_var_, out)
+        return self._apply(X, copy, inverse=False)
 
     def inverse_transform(self, X: ArrayLike, copy: bool | None = None) -> Any:
         """Undo :meth:`transform` (up to rounding).
@@ -774,25 +660,7 @@ class BatchNormalizer(
         >>> np.allclose(bn.inverse_transform(bn.transform(X)), X)
         True
         """
-        layout, out = self._prepare(X, copy)
-        check_fitted_vectors(self)
-        scale, offset = self._coefficients(self.running_var_)
-        if not np.all(scale != 0):
-            zero = np.flatnonzero(scale == 0)
-            raise ValueError(
-                f"inverse_transform is undefined where gamma_ is 0 (feature "
-                f"{', '.join(map(str, zero[:5]))})."
-            )
-        cuda = isinstance(layout, _dispatch.CudaLayout)
-        affine: Any = _dispatch.affine if cuda else _moments.affine
-        return affine(
-            layout,
-            offset,
-            1.0 / scale,
-            self.running_mean_,
-            out,
-            getattr(self, "feature_names_in_", None),
-        )
+        return self._apply(X, copy, inverse=True)
 
     @property
     def batch_stats_(self) -> Any:

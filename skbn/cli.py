@@ -22,7 +22,7 @@ from sklearn.model_selection import cross_val_score, train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from . import __version__, _bench, _npy
-from ._layout import normalize_axis
+from ._core.views import normalize_axis
 from ._state import StateMixin
 from .batch_norm import BatchNormalizer
 

@@ -4,13 +4,13 @@ Each sample is normalized by its own statistics, so there is nothing to
 learn from the data: ``fit`` only checks the input and records its number of
 features, like :class:`sklearn.preprocessing.Normalizer`, and ``transform``
 works even before ``fit``.  They run on the kernels of
-:mod:`skbn.functional` (statistics from :func:`skbn._moments.moments`).
+:mod:`skbn._core.groups`, the routines of :mod:`skbn.functional`'s
+per-sample functions.
 
 NaN values are left out of a sample's statistics and stay NaN; infinite
 values raise ``ValueError``.  A constant group normalizes to ``beta``.
 """
 
-from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -21,24 +21,26 @@ from sklearn.base import (
     TransformerMixin,
     clone,
 )
-from sklearn.utils._param_validation import Interval
 
-from . import _dask, functional
+from . import _params
+from ._backends import dask
+from ._core.groups import groups_normalize
+from ._core.views import channel_view, layer_view, restore_view
 from ._state import StateMixin
-from ._validation import AtomicMixin, validate_X
+from ._validation import AtomicMixin, SpecMixin, validate_X
 
 
 class _PerSampleNormalizer(
-    AtomicMixin, StateMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator
+    AtomicMixin,
+    SpecMixin,
+    StateMixin,
+    OneToOneFeatureMixin,
+    TransformerMixin,
+    BaseEstimator,
 ):
     """Shared ``fit``/``transform``; subclasses define :meth:`_view`."""
 
-    _parameter_constraints: dict[str, list[Any]] = {
-        "eps": [Interval(Real, 0, None, closed="neither")],
-        "axis": [Integral],
-        "gamma": [Real, "array-like", None],
-        "beta": [Real, "array-like", None],
-    }
+    _parameter_constraints: dict[str, list[Any]] = _params.PER_SAMPLE
     # Fitted state that save/load keep besides the public attributes.
     _state_private = ("_axes", "_fit_axis", "_ndim")
 
@@ -50,12 +52,10 @@ class _PerSampleNormalizer(
         X = np.ascontiguousarray(X)
         x5, perm = self._view(X)
         n_ch = x5.shape[2] * x5.shape[3]
-        gamma = functional._param(self.gamma, n_ch, "gamma")
-        beta = functional._param(self.beta, n_ch, "beta")
-        y5, _, _ = functional._groups_normalize(
-            x5, gamma, beta, float(self.eps), training=False
-        )
-        return functional._restore(y5, X.shape, perm)
+        gamma = _params.affine_vector(self.gamma, n_ch, "gamma")
+        beta = _params.affine_vector(self.beta, n_ch, "beta")
+        y5, _, _ = groups_normalize(x5, gamma, beta, float(self.eps), training=False)
+        return restore_view(y5, X.shape, perm)
 
     def fit(self, X: Any, y: object = None) -> "_PerSampleNormalizer":
         """Check ``X`` and record its number of features; nothing is learned.
@@ -80,7 +80,7 @@ class _PerSampleNormalizer(
         3
         """
         self._validate_params()
-        X, axes, n_features = validate_X(self, X, reset=True)
+        X, axes, n_features = validate_X(X, self._spec(reset=True), reset=True)
         # Fails here, not in transform, for a bad gamma or n_groups.
         self._normalize(X[:1])
         self.n_features_in_ = n_features
@@ -113,16 +113,23 @@ class _PerSampleNormalizer(
         array([[[-1.,  1.],
                 [-1.,  1.]]])
         """
-        if _dask.is_dask(X):
-            return _dask.per_sample_transform(self, X)
-        if hasattr(self, "n_features_in_"):
-            X, _, _ = validate_X(self, X, reset=False)
-        else:
-            # Stateless: an unfitted transformer checks X as fit would,
-            # without recording anything on itself.
-            est = clone(self)
-            est._validate_params()
-            X, _, _ = validate_X(est, X, reset=True)
+        fitted = hasattr(self, "n_features_in_")
+        lazy = dask.is_dask(X)
+        if fitted and not lazy:
+            X, _, _ = validate_X(X, self._spec(reset=False), reset=False)
+            return self._normalize(X)
+        # Stateless: an unfitted transformer checks X as fit would, on a
+        # copy, without recording anything on itself.  The copy is also what
+        # a lazy (dask) result computes with, so that changing a parameter
+        # before it is computed does not change it.
+        snapshot = clone(self)
+        snapshot._validate_params()
+        spec = (self if fitted else snapshot)._spec(reset=not fitted)
+        if lazy:
+            return dask.per_sample_transform(
+                X, spec, snapshot._normalize, reset=not fitted
+            )
+        X, _, _ = validate_X(X, spec, reset=True)
         return self._normalize(X)
 
     def __sklearn_tags__(self) -> Any:
@@ -177,7 +184,7 @@ class LayerNormalizer(_PerSampleNormalizer):
 
     _parameter_constraints: dict[str, list[Any]] = {
         **_PerSampleNormalizer._parameter_constraints,
-        "axis": [Integral, tuple],
+        "axis": _params.LAYER_AXIS,
     }
 
     def __init__(
@@ -194,7 +201,7 @@ class LayerNormalizer(_PerSampleNormalizer):
         self.beta = beta
 
     def _view(self, X: np.ndarray) -> tuple[Any, Any]:
-        return functional._layer_view(X, self.axis)
+        return layer_view(X, self.axis)
 
 
 class GroupNormalizer(_PerSampleNormalizer):
@@ -244,7 +251,7 @@ class GroupNormalizer(_PerSampleNormalizer):
 
     _parameter_constraints: dict[str, list[Any]] = {
         **_PerSampleNormalizer._parameter_constraints,
-        "n_groups": [Interval(Integral, 1, None, closed="left")],
+        "n_groups": _params.N_GROUPS,
     }
 
     def __init__(
@@ -263,7 +270,7 @@ class GroupNormalizer(_PerSampleNormalizer):
         self.beta = beta
 
     def _view(self, X: np.ndarray) -> tuple[Any, Any]:
-        return functional._channel_view(X, self.axis, self.n_groups), None
+        return channel_view(X, self.axis, self.n_groups), None
 
 
 class InstanceNormalizer(_PerSampleNormalizer):
@@ -323,4 +330,4 @@ class InstanceNormalizer(_PerSampleNormalizer):
         self.beta = beta
 
     def _view(self, X: np.ndarray) -> tuple[Any, Any]:
-        return functional._channel_view(X, self.axis, None), None
+        return channel_view(X, self.axis, None), None

@@ -24,7 +24,8 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 
-from skbn import BatchNormalizer, _config, _dispatch
+from skbn import BatchNormalizer, _config
+from skbn._backends import cuda_arrays
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
@@ -36,7 +37,7 @@ def _cuda_runs():
         # Without the simulator, only ask the driver when told to: the main
         # run stays free of CUDA initialization on machines without a GPU.
         return False
-    return _dispatch.unavailable_reason() is None
+    return cuda_arrays.unavailable_reason() is None
 
 
 CUDA = _cuda_runs()
@@ -133,7 +134,7 @@ def test_import_does_not_initialize_cuda():
 
 
 def test_device_cuda_without_cuda_is_a_clear_error(rng, monkeypatch):
-    monkeypatch.setattr(_dispatch, "unavailable_reason", lambda: "no GPU here")
+    monkeypatch.setattr(cuda_arrays, "unavailable_reason", lambda: "no GPU here")
     bn = BatchNormalizer(device="cuda")
     msg = error_of(lambda: bn.fit(data(rng, (5, 2))))
     assert "device='cuda' is not available: no GPU here" in msg
@@ -142,7 +143,7 @@ def test_device_cuda_without_cuda_is_a_clear_error(rng, monkeypatch):
 
 
 def test_cuda_data_without_cuda_is_a_clear_error(rng, monkeypatch):
-    monkeypatch.setattr(_dispatch, "unavailable_reason", lambda: "no GPU here")
+    monkeypatch.setattr(cuda_arrays, "unavailable_reason", lambda: "no GPU here")
     X = ForeignArray(None, {"shape": (5, 2), "typestr": "<f4", "data": (0, False)})
     msg = error_of(lambda: BatchNormalizer().fit(X))
     assert "X is a CUDA array (ForeignArray) but CUDA is not available" in msg
@@ -155,9 +156,9 @@ def test_cpu_device_refuses_cuda_data():
 
 
 def test_detection_looks_at_attributes_only():
-    assert not _dispatch.is_cuda(np.ones((2, 2)))
-    assert not _dispatch.is_cuda([[1.0, 2.0]])
-    assert _dispatch.is_cuda(ForeignArray(None, {"shape": (1, 1)}))
+    assert not cuda_arrays.is_cuda(np.ones((2, 2)))
+    assert not cuda_arrays.is_cuda([[1.0, 2.0]])
+    assert cuda_arrays.is_cuda(ForeignArray(None, {"shape": (1, 1)}))
 
 
 # -- kernels ------------------------------------------------------------------------
@@ -453,15 +454,11 @@ def test_backward_matches_functional(rng, shape, axis, training):
         X, gamma, beta, axis=axis, training=training, **running
     )
     dx, dgamma, dbeta = functional.batch_norm_backward(dy, cache)
-    got = _dispatch.batch_norm_backward(
-        dev(X),
-        dev(dy),
-        cache.mean[0],
-        cache.inv_std[0],
-        gamma,
-        axis=axis,
-        training=training,
+    # The same functions on CUDA arrays run on the GPU.
+    _, device_cache = functional.batch_norm_forward(
+        dev(X), gamma, beta, axis=axis, training=training, **running
     )
+    got = functional.batch_norm_backward(dev(dy), device_cache)
     assert_allclose(host(got[0]), dx, rtol=1e-10, atol=1e-12)
     assert_allclose(got[1], dgamma, rtol=1e-12, atol=1e-12)
     assert_allclose(got[2], dbeta, rtol=1e-12, atol=1e-12)

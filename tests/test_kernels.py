@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from skbn import _moments
+from skbn import _config
+from skbn._core import moments as _moments
+from skbn._core import norm as _norm
+from skbn._core.views import Layout, normalize_axis
 from skbn._kernels import cpu
-from skbn._layout import Layout, normalize_axis
 
 DTYPES = [np.float32, np.float64]
 
@@ -553,7 +555,7 @@ def test_affine_wrapper(rng, blocks, case, variant, dtype):
     shift = rng.normal(100.0, 1.0, size=d)
     scale = rng.uniform(-2.0, 2.0, size=d)
     offset = rng.normal(size=d)
-    out = _moments.affine(Layout(X, axes), shift, scale, offset)
+    out = _norm.affine(Layout(X, axes), shift, scale, offset)
     assert out.shape == X.shape
     assert out.dtype == dtype
     assert not np.shares_memory(out, X)
@@ -573,7 +575,7 @@ def test_affine_wrapper_in_place(rng, blocks, case, variant):
     X0 = X.copy()
     shift, scale, offset = np.full(d, 100.0), rng.uniform(0.5, 2.0, d), np.ones(d)
     layout = Layout(X, axes)
-    out = _moments.affine(layout, shift, scale, offset, out=layout.x3)
+    out = _norm.affine(layout, shift, scale, offset, out=layout.x3)
     assert_affine_match(out, X0, shift, scale, offset, axis)
     if np.shares_memory(layout.x3, X):
         # The kernel view is X itself: X now holds the result.
@@ -585,11 +587,11 @@ def test_affine_wrapper_names_infinite_feature(rng, blocks):
     X[11, 1] = np.inf
     ones = np.ones(3)
     with pytest.raises(ValueError, match=r"infinity in feature 1 \('b'\)"):
-        _moments.affine(Layout(X, (1,)), ones, ones, ones, None, ["a", "b", "c"])
+        _norm.affine(Layout(X, (1,)), ones, ones, ones, None, ["a", "b", "c"])
     X4 = make_data(rng, (2, 3, 4, 5), np.float64)
     X4[1, 2, 0, 0] = -np.inf
     with pytest.raises(ValueError, match=r"infinity in feature 2\b"):
-        _moments.affine(Layout(X4, (1,)), ones, ones, ones)
+        _norm.affine(Layout(X4, (1,)), ones, ones, ones)
 
 
 # -- bit-identical for any thread count -----------------------------------------------
@@ -610,7 +612,7 @@ def _run_all_paths(seed):
     tasks with the shipped block sizes as with tiny ones.
     """
     rng = np.random.default_rng(seed)
-    cfg = _moments._config
+    cfg = _config
     big = max(
         4 * cfg.MIN_TASK_ELEMENTS, 2 * getattr(cfg, "MIN_PARALLEL_ELEMENTS", 0), 4000
     )
@@ -634,7 +636,7 @@ def _run_all_paths(seed):
         m = _moments.moments(layout, sw)
         out.extend(a.tobytes() for a in m)
         d = m.mean.shape[0]
-        y = _moments.affine(layout, m.mean, 1.0 / np.sqrt(m.var + 1e-5), np.ones(d))
+        y = _norm.affine(layout, m.mean, 1.0 / np.sqrt(m.var + 1e-5), np.ones(d))
         out.append(np.ascontiguousarray(y).tobytes())
     return out
 

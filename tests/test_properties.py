@@ -7,8 +7,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from numpy.testing import assert_allclose
 
-from skbn import BatchNormalizer, _moments
-from skbn._layout import Layout
+from skbn import BatchNormalizer
+from skbn._core import moments as _moments
+from skbn._core.views import Layout
 
 # The first examples pay for JIT compilation: no deadline.
 SETTINGS = settings(max_examples=50, deadline=None)

@@ -1,4 +1,11 @@
-"""How an N-D array and a feature ``axis`` map onto the kernels' two layouts.
+"""How an N-D array and its axes map onto the kernels' views.
+
+Batch norm's statistics are per feature and reduced over every other axis;
+the per-sample norms (layer, group, instance) reduce within each sample.
+
+* :class:`Layout`: the batch-norm view ``(outer, features, inner)``.
+* :func:`layer_view` and :func:`channel_view`: the per-sample view
+  ``(N, S1, G, Cg, S2)``, statistics per sample and group ``G``.
 
 The kernels see a C-contiguous 3-D view ``(outer, features, inner)``: the
 statistics are per ``features`` index and reduced over ``outer`` and
@@ -9,6 +16,7 @@ back Fortran-ordered).  Anything else is copied once into C order.
 """
 
 from math import prod
+from numbers import Integral
 
 import numpy as np
 
@@ -79,12 +87,17 @@ class Layout:
         C-contiguous view (or copy) of ``X``.
     rows : bool
         True when ``inner == 1``: the kernels then use the per-row layout.
+    shape : tuple of int
+        The shape of ``X``.
+    axes : tuple of int
+        The feature axes of ``X``.
     """
 
-    __slots__ = ("x3", "rows", "shape", "transposed", "perm")
+    __slots__ = ("x3", "rows", "shape", "axes", "transposed", "perm")
 
     def __init__(self, X, axes):
         self.shape = X.shape
+        self.axes = axes
         lo, hi = axes[0], axes[-1]
         contiguous_block = hi - lo + 1 == len(axes)
         self.transposed = False
@@ -130,3 +143,89 @@ class Layout:
             moved = tuple(self.shape[a] for a in self.perm)
             return y3.reshape(moved).transpose(np.argsort(self.perm))
         return y3.reshape(self.shape)
+
+
+def layer_view(x, axis):
+    """``x`` as ``(rows, 1, 1, K, 1)`` with the normalized axes last.
+
+    Parameters
+    ----------
+    x : ndarray
+        C-contiguous.
+    axis : int or tuple of int
+        The axes layer norm normalizes over (not axis 0).
+
+    Returns
+    -------
+    x5 : ndarray
+    perm : list of int or None
+        The transpose that moved the axes last (None when they were).
+    """
+    axes = normalize_axis(axis, x.ndim)
+    if 0 in axes:
+        raise ValueError(
+            f"axis={axis!r} includes axis 0, the sample axis; layer norm "
+            "normalizes within each sample."
+        )
+    keep = [a for a in range(x.ndim) if a not in axes]
+    perm = None
+    if axes != tuple(range(x.ndim - len(axes), x.ndim)):
+        perm = keep + list(axes)
+        x = np.ascontiguousarray(x.transpose(perm))
+    k = prod(x.shape[len(keep) :])
+    return x.reshape(-1, 1, 1, k, 1), perm
+
+
+def channel_view(x, axis, n_groups):
+    """``x`` as ``(N, S1, G, C // G, S2)`` around the channel ``axis``.
+
+    Parameters
+    ----------
+    x : ndarray
+        C-contiguous.
+    axis : int
+        The channel axis (not axis 0).
+    n_groups : int or None
+        Groups of channels; None is one group per channel (instance norm).
+
+    Returns
+    -------
+    ndarray
+    """
+    if isinstance(axis, bool) or not isinstance(axis, Integral):
+        raise TypeError(f"axis must be an int (the channel axis); got {axis!r}.")
+    (c_axis,) = normalize_axis(int(axis), x.ndim)
+    if c_axis == 0:
+        raise ValueError("axis=0 is the sample axis; the channel axis must be another.")
+    n_ch = x.shape[c_axis]
+    if n_groups is None:
+        n_groups = n_ch
+    if isinstance(n_groups, bool) or not isinstance(n_groups, Integral):
+        raise TypeError(f"n_groups must be a positive int; got {n_groups!r}.")
+    if n_groups < 1 or n_ch % n_groups:
+        raise ValueError(
+            f"n_groups={n_groups} must be a positive divisor of the number of "
+            f"channels ({n_ch} along axis {axis})."
+        )
+    s1 = prod(x.shape[1:c_axis])
+    s2 = prod(x.shape[c_axis + 1 :])
+    return x.reshape(x.shape[0], s1, int(n_groups), n_ch // int(n_groups), s2)
+
+
+def restore_view(a5, shape, perm):
+    """A result of a per-sample view in the input's ``shape`` (undoing ``perm``).
+
+    Parameters
+    ----------
+    a5 : ndarray
+    shape : tuple of int
+    perm : list of int or None
+
+    Returns
+    -------
+    ndarray
+    """
+    if perm is None:
+        return a5.reshape(shape)
+    moved = tuple(shape[p] for p in perm)
+    return a5.reshape(moved).transpose(np.argsort(perm))

@@ -1,28 +1,23 @@
-"""Where the data lives decides the path: NumPy on the CPU, or CUDA.
+"""GPU arrays as the CUDA kernels see them, whatever library made them.
 
-``device="auto"`` follows the data: an object that exposes
-``__cuda_array_interface__`` (a Numba device array, a CuPy array, a PyTorch
-CUDA tensor) runs on the GPU through :mod:`skbn._kernels.cuda`, and the result
-comes back as the same kind of object (a Numba device array for other kinds).
-``device="cuda"`` also accepts host data: it is copied to the GPU, and the
-result back to a NumPy array.  ``device="cpu"`` refuses GPU data rather than
-copying it behind the user's back.  Running statistics always stay NumPy
-arrays on the host, so pickling, ``clone`` and scikit-learn's checks work.
+An object that exposes ``__cuda_array_interface__`` (a Numba device array, a
+CuPy array, a PyTorch CUDA tensor) is wrapped as a Numba device array without
+a copy (:class:`DeviceArrays`), laid out as the kernels' C-contiguous 3-D
+view ``(outer, features, inner)`` (:class:`CudaLayout`, the GPU counterpart
+of :class:`skbn._core.views.Layout`), and results come back as the same kind
+of object.  Outputs and scratch buffers of a PyTorch or CuPy input are
+allocated by that library (its caching allocator, its current stream and
+device); the kernels run on that library's current stream, so the result is
+ordered with the user's other work without a device-wide synchronization.
+
+A C-contiguous float32 or float64 input whose feature axes form one block is
+used in place; anything else (strided, Fortran-ordered, integer, a
+non-adjacent set of feature axes) is first gathered into a contiguous float
+array on the GPU by one kernel, and the output is always C-contiguous.
 
 Nothing here imports ``numba.cuda``, torch or CuPy at module level, and the
-checks for GPU data only look at attributes: ``import skbn`` never initializes
-CUDA, and NumPy users never pay for it.
-
-On the GPU path the kernels read a C-contiguous ``(outer, features, inner)``
-view, as on the CPU (:class:`skbn._layout.Layout`).  A C-contiguous float32 or
-float64 input whose feature axes form one block is used in place; anything
-else (strided, Fortran-ordered, integer, a non-adjacent set of feature axes)
-is first gathered into a contiguous float array on the GPU by one kernel, and
-the output is always C-contiguous.  Outputs and scratch buffers of a PyTorch or
-CuPy input are allocated by that library (its caching allocator, its current
-stream and device); the kernels run on that library's current stream, so the
-result is ordered with the user's other work without a device-wide
-synchronization.
+checks for GPU data only look at attributes: ``import skbn`` never
+initializes CUDA, and NumPy users never pay for it.
 
 Under ``NUMBA_ENABLE_CUDASIM=1`` (Numba's CUDA simulator, used by the tests on
 machines without a GPU) device memory is host memory: a simulated device array
@@ -36,17 +31,9 @@ from math import prod
 
 import numpy as np
 
-from . import _moments
-from ._layout import Layout, normalize_axis
-from ._validation import (
-    FLOAT_TYPES,
-    feature_vector,
-    validate_metadata,
-    validate_sample_weight,
-    validate_X,
-)
+from .._validation import FLOAT_TYPES
 
-_INSTALL = (
+INSTALL = (
     "Install the CUDA extra (pip install 'skbn[cuda]') on a machine with an "
     "NVIDIA GPU and driver"
 )
@@ -86,7 +73,7 @@ def unavailable_reason():
     except Exception as exc:
         return f"the CUDA driver failed to initialize ({exc})"
     try:
-        from ._kernels import cuda as _  # noqa: F401
+        from .._kernels import cuda as _  # noqa: F401
     except Exception as exc:
         return f"skbn's CUDA kernels cannot be imported ({exc})"
     return None
@@ -96,7 +83,7 @@ def check_device(device):
     """Raise ``ValueError`` when ``device="cuda"`` cannot run here."""
     if device == "cuda" and (reason := unavailable_reason()) is not None:
         raise ValueError(
-            f"device='cuda' is not available: {reason}. {_INSTALL}, or use "
+            f"device='cuda' is not available: {reason}. {INSTALL}, or use "
             "device='cpu' or device='auto'."
         )
 
@@ -125,7 +112,7 @@ def on_cuda(device, X) -> bool:
     if gpu and (reason := unavailable_reason()) is not None:
         raise ValueError(
             f"X is a CUDA array ({type(X).__name__}) but CUDA is not available "
-            f"to skbn: {reason}. {_INSTALL}, or copy X to host memory."
+            f"to skbn: {reason}. {INSTALL}, or copy X to host memory."
         )
     return gpu
 
@@ -133,19 +120,19 @@ def on_cuda(device, X) -> bool:
 # -- the CUDA modules, imported on first use ----------------------------------------
 
 
-def _cuda():
+def cuda_module():
     from numba import cuda
 
     return cuda
 
 
-def _kernels():
-    from ._kernels import cuda as kernels
+def kernels():
+    from .._kernels import cuda as kernels
 
     return kernels
 
 
-def _simulated():
+def simulated():
     from numba import config
 
     return bool(config.ENABLE_CUDASIM)
@@ -154,7 +141,7 @@ def _simulated():
 # -- foreign arrays ------------------------------------------------------------------
 
 
-def _interface(X):
+def interface(X):
     """The CUDA array interface of ``X`` (the simulator's arrays: its host
     array's interface, whose pointer is as good as a device pointer there)."""
     iface = getattr(X, "__cuda_array_interface__", None)
@@ -163,7 +150,7 @@ def _interface(X):
     return iface
 
 
-def _c_strides(shape, itemsize):
+def c_strides(shape, itemsize):
     strides = []
     acc = itemsize
     for n in reversed(shape):
@@ -188,18 +175,18 @@ class _Described:
         return self._iface
 
 
-def _wrap(iface, owner, sync):
+def wrap(iface, owner, sync):
     """A Numba device array over the memory that ``iface`` describes."""
-    if _simulated():
+    if simulated():
         from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
 
         desc = dict(iface, version=3)
         desc.pop("stream", None)
         return FakeCUDAArray(np.asarray(_Described(desc, owner)))
-    return _cuda().as_cuda_array(_Described(iface, owner), sync=sync)
+    return cuda_module().as_cuda_array(_Described(iface, owner), sync=sync)
 
 
-class _Backend:
+class DeviceArrays:
     """How to make device arrays of the input's kind, and on which stream.
 
     ``kind`` is ``"torch"``, ``"cupy"``, ``"numba"`` (Numba device arrays and
@@ -214,19 +201,19 @@ class _Backend:
             self.kind = module if module in ("torch", "cupy") else "numba"
         self.X = X
         self.stream = 0
-        if _simulated():
+        if simulated():
             self.key = ("simulator",)
         elif self.kind == "torch":
             ptr = sys.modules["torch"].cuda.current_stream(X.device).cuda_stream
-            self.stream = _cuda().external_stream(ptr) if ptr else 0
+            self.stream = cuda_module().external_stream(ptr) if ptr else 0
             self.key = ("torch", X.device.index)
         elif self.kind == "cupy":
             ptr = sys.modules["cupy"].cuda.get_current_stream().ptr
-            self.stream = _cuda().external_stream(ptr) if ptr else 0
+            self.stream = cuda_module().external_stream(ptr) if ptr else 0
             self.key = ("cupy", X.device.id)
         else:
             # Numba allocates in its current context.
-            self.key = ("numba", _cuda().get_current_device().id)
+            self.key = ("numba", cuda_module().get_current_device().id)
 
     def view(self, X):
         """A Numba device array over ``X``'s memory (no copy).
@@ -237,7 +224,7 @@ class _Backend:
         """
         if getattr(X, "__cuda_ndarray__", False) is True:
             return X
-        return _wrap(_interface(X), X, sync=self.kind not in ("torch", "cupy"))
+        return wrap(interface(X), X, sync=self.kind not in ("torch", "cupy"))
 
     def empty(self, shape, dtype):
         """``(device view, object of the input's kind)`` of a new array."""
@@ -253,7 +240,7 @@ class _Backend:
             with self.X.device:
                 obj = cupy.empty(shape, dtype=dtype)
             return self.view(obj), obj
-        arr = _cuda().device_array(shape, dtype=dtype, stream=self.stream)
+        arr = cuda_module().device_array(shape, dtype=dtype, stream=self.stream)
         return arr, arr
 
     def alloc(self, shape, dtype):
@@ -271,8 +258,8 @@ class _Backend:
 class CudaLayout:
     """A validated batch on the GPU in the kernels' 3-D layout.
 
-    The CUDA counterpart of :class:`skbn._layout.Layout`, made by
-    :func:`validate`.
+    The CUDA counterpart of :class:`skbn._core.views.Layout`, made by
+    :func:`skbn._backends.cuda.validate`.
 
     Attributes
     ----------
@@ -286,9 +273,6 @@ class CudaLayout:
     in_place : bool
         True when ``x3`` is a view of the input (no copy, same dtype), so
         that writing the output into it honours ``copy=False``.
-    normalized : object or None
-        Set by :func:`batch_moments` with ``normalize=True``: the batch
-        normalized by its own statistics, of the input's kind.
     """
 
     def __init__(self, backend, x3, shape, axes, perm, host_layout, in_place):
@@ -300,7 +284,6 @@ class CudaLayout:
         self.perm = perm
         self.host_layout = host_layout
         self.in_place = in_place
-        self.normalized = None
 
     def empty_out(self):
         """``(device view, object)`` for an output of ``x3``'s shape."""
@@ -327,9 +310,9 @@ class CudaLayout:
         # Feature axes were moved last: scatter back into X's axis order.
         view, final = backend.empty(self.shape, out3.dtype)
         moved = tuple(self.shape[a] for a in self.perm)
-        strides = _c_strides(moved, 1)
+        strides = c_strides(moved, 1)
         src = [strides[self.perm.index(a)] for a in range(self.ndim)]
-        _kernels().gather_into(
+        kernels().gather_into(
             out3.reshape(prod(moved)),
             0,
             src,
@@ -349,11 +332,11 @@ class CudaLayout:
             return None, None
         outer = self.x3.shape[0]
         host = np.ascontiguousarray(np.repeat(w, outer // self.shape[0]))
-        dev = _cuda().to_device(host, stream=self.backend.stream)
+        dev = cuda_module().to_device(host, stream=self.backend.stream)
         return dev, host
 
 
-def _device_x3(backend, X, iface, axes):
+def device_view(backend, X, iface, axes):
     """The 3-D kernel view of GPU input ``X``: in place, or gathered."""
     shape = tuple(int(n) for n in iface["shape"])
     dtype = np.dtype(iface["typestr"])
@@ -363,7 +346,7 @@ def _device_x3(backend, X, iface, axes):
     c_order = strides is None or all(
         s == c or n == 1
         for s, c, n in zip(
-            strides, _c_strides(shape, dtype.itemsize), shape, strict=True
+            strides, c_strides(shape, dtype.itemsize), shape, strict=True
         )
     )
     perm = None
@@ -388,7 +371,7 @@ def _gather(backend, iface, X, order, moved, dtype):
     """Copy strided GPU data into a C-contiguous float array, axes in ``order``."""
     shape = tuple(int(n) for n in iface["shape"])
     itemsize = dtype.itemsize
-    strides = iface.get("strides") or _c_strides(shape, itemsize)
+    strides = iface.get("strides") or c_strides(shape, itemsize)
     if any(s % itemsize for s in strides):
         raise ValueError(
             f"X has strides {tuple(strides)} that are not a multiple of its item "
@@ -405,10 +388,10 @@ def _gather(backend, iface, X, order, moved, dtype):
         strides=None,
         data=(ptr + low, False),
     )
-    src = _wrap(span, X, sync=backend.kind not in ("torch", "cupy"))
+    src = wrap(span, X, sync=backend.kind not in ("torch", "cupy"))
     out_dtype = dtype if dtype.type in FLOAT_TYPES else np.dtype(np.float64)
     out = backend.alloc((prod(moved),), out_dtype)
-    _kernels().gather_into(
+    kernels().gather_into(
         src,
         -low // itemsize,
         [strides[a] // itemsize for a in order],
@@ -417,225 +400,3 @@ def _gather(backend, iface, X, order, moved, dtype):
         stream=backend.stream,
     )
     return out
-
-
-def validate(est, X, *, reset):
-    """Check GPU (or, with ``device="cuda"``, host) input ``X`` for ``est``.
-
-    The CUDA counterpart of :func:`skbn._validation.validate_X`: the same
-    rules and messages.  Host input goes through ``validate_X`` itself and is
-    copied to the GPU once.
-
-    Returns
-    -------
-    layout : CudaLayout
-    n_features : int
-    """
-    if not is_cuda(X):
-        X, axes, n_features = validate_X(est, X, reset=reset)
-        # C order, so that sample weights repeat along ``outer`` only (see
-        # CudaLayout.device_weights); the result comes back C-ordered.
-        layout = Layout(np.ascontiguousarray(X), axes)
-        backend = _Backend(X, gpu=False)
-        x3 = _cuda().to_device(layout.x3, stream=backend.stream)
-        # copy=False writes the result back into the host view, as on the CPU.
-        in_place = layout.x3.flags.writeable
-        cl = CudaLayout(backend, x3, X.shape, axes, None, layout, in_place)
-        return cl, n_features
-    iface = _interface(X)
-    shape = tuple(int(n) for n in iface["shape"])
-    dtype = np.dtype(iface["typestr"])
-    axes, n_features = validate_metadata(
-        est, X, shape, dtype, reset=reset, kind="CUDA array"
-    )
-    backend = _Backend(X, gpu=True)
-    x3, perm, in_place = _device_x3(backend, X, iface, axes)
-    return CudaLayout(backend, x3, shape, axes, perm, None, in_place), n_features
-
-
-def _host_weights(sample_weight, layout):
-    """Validated host weights; GPU weights are copied to the host first."""
-    if sample_weight is None:
-        return None
-    if is_cuda(sample_weight):
-        backend = _Backend(sample_weight, gpu=True)
-        sample_weight = backend.view(sample_weight).copy_to_host()
-    # validate_sample_weight reads only the sample count of X.
-    stand_in = np.empty((layout.shape[0], 0))
-    return validate_sample_weight(sample_weight, stand_in, layout.axes)
-
-
-def _host_error(layout, w_host, names):
-    """The CPU path's error for statistics that are not finite: computed on a
-    host copy (only on this failure path), so the messages are identical."""
-
-    def raise_it():
-        x3 = layout.x3.copy_to_host()
-        _moments.moments(Layout(x3, (1,)), w_host, names)
-
-    return raise_it
-
-
-def _affine_params(est, n_features, reset):
-    """``gamma_`` and ``beta_`` as the fit will set them (see _update)."""
-    if not reset:
-        return est.gamma_, est.beta_
-    gamma = feature_vector(est.gamma, n_features, "gamma")
-    beta = feature_vector(est.beta, n_features, "beta")
-    return (
-        gamma if est.scale else np.ones(n_features),
-        beta if est.center else np.zeros(n_features),
-    )
-
-
-def batch_moments(est, X, sample_weight, *, reset, normalize=False):
-    """Validate a batch and compute its moments on the GPU (for ``_update``).
-
-    With ``normalize``, the batch is also normalized by its own statistics in
-    the same sequence of kernels (the fused training-mode forward) and the
-    result is kept in ``layout.normalized``.
-
-    Returns
-    -------
-    X : CudaLayout
-        Stands in for the validated array (it has ``shape`` and ``ndim``).
-    axes : tuple of int
-    n_features : int
-    layout : CudaLayout
-    batch : Moments
-    """
-    layout, n_features = validate(est, X, reset=reset)
-    names = getattr(est, "feature_names_in_", None)
-    w_host = _host_weights(sample_weight, layout)
-    w, w_host = layout.device_weights(w_host)
-    error = _host_error(layout, w_host, names)
-    backend = layout.backend
-    kernels = _kernels()
-    if normalize:
-        gamma, beta = _affine_params(est, n_features, reset)
-        view, obj = layout.empty_out()
-        res = kernels.forward(
-            layout.x3,
-            w,
-            gamma,
-            beta,
-            float(est.eps),
-            view,
-            error,
-            **backend.launch_options(),
-        )
-        layout.normalized = layout.restore(view, obj)
-    else:
-        res = kernels.moments(layout.x3, w, error, **backend.launch_options())
-    return layout, layout.axes, n_features, layout, _moments.Moments(*res)
-
-
-def prepare(est, X, copy):
-    """Validate input of ``transform`` or ``inverse_transform`` on the GPU.
-
-    Returns
-    -------
-    layout : CudaLayout
-    out : device array or None
-        ``layout.x3`` when the output may overwrite the input.
-    """
-    layout, _ = validate(est, X, reset=False)
-    return layout, (layout.x3 if not copy and layout.in_place else None)
-
-
-def affine(layout, shift, scale, offset, out=None, feature_names=None):
-    """``(x - shift) * scale + offset`` per feature on the GPU.
-
-    The CUDA counterpart of :func:`skbn._moments.affine`.
-
-    Parameters
-    ----------
-    layout : CudaLayout
-    shift, scale, offset : ndarray of shape (n_features,), float64
-    out : device array or None
-        ``layout.x3`` to write in place (see :func:`prepare`).
-    feature_names : sequence of str, optional
-
-    Returns
-    -------
-    object
-        The result, of the input's kind and shape.
-    """
-    backend = layout.backend
-    # The kernel finds an infinite input only while it writes, so writing
-    # into GPU input itself (copy=False) would leave it half overwritten
-    # when it raises.  Such input is written into a new buffer first and
-    # copied over on success.  Host input is on the device as a copy anyway:
-    # restore writes it back only after the kernel succeeded.
-    staged = out is not None and backend.kind != "host"
-    if out is None or staged:
-        view, obj = layout.empty_out()
-    else:
-        view, obj = out, None
-
-    def error():
-        _moments._raise_inf(layout.x3.copy_to_host(), feature_names)
-
-    _kernels().affine(
-        layout.x3,
-        shift,
-        scale,
-        offset,
-        view,
-        error,
-        **backend.launch_options(),
-    )
-    if staged:
-        out.copy_to_device(view, stream=backend.stream)
-        view, obj = out, None
-    return layout.restore(view, obj, into_input=out is not None)
-
-
-def batch_norm_backward(x, dy, mean, inv_std, gamma=None, *, axis=-1, training=True):
-    """Batch norm backward of GPU arrays (one batch; no renorm, no ghost batches).
-
-    The CUDA counterpart of the batch loop in
-    :func:`skbn.functional.batch_norm_backward`, for a caller that kept the
-    forward statistics.
-
-    Parameters
-    ----------
-    x, dy : CUDA arrays of the same shape
-        The forward input and the gradient of its output.
-    mean, inv_std : ndarray of shape (n_features,), float64
-        The statistics the forward pass normalized with
-        (``inv_std = 1 / sqrt(var + eps)``).
-    gamma : ndarray of shape (n_features,), optional
-        The forward scale (ones when None).
-    axis : int or tuple of int
-        The feature axes.
-    training : bool
-        True when the forward pass used the batch's own statistics.
-
-    Returns
-    -------
-    dx : object of ``x``'s kind, shape and float dtype
-    dgamma, dbeta : ndarray of shape (n_features,), float64, on the host
-    """
-    if not (is_cuda(x) and is_cuda(dy)):
-        raise ValueError("x and dy must both be CUDA arrays.")
-    if (reason := unavailable_reason()) is not None:
-        raise ValueError(f"CUDA is not available to skbn: {reason}. {_INSTALL}.")
-    ix, ig = _interface(x), _interface(dy)
-    shape = tuple(int(n) for n in ix["shape"])
-    if tuple(int(n) for n in ig["shape"]) != shape:
-        raise ValueError(f"dy has shape {tuple(ig['shape'])}, but x has {shape}.")
-    axes = normalize_axis(axis, len(shape))
-    backend = _Backend(x, gpu=True)
-    x3, perm, _ = _device_x3(backend, x, ix, axes)
-    g3, _, _ = _device_x3(backend, dy, ig, axes)
-    layout = CudaLayout(backend, x3, shape, axes, perm, None, False)
-    d = x3.shape[1]
-    gamma = np.ones(d) if gamma is None else np.asarray(gamma, dtype=np.float64)
-    mean = np.asarray(mean, dtype=np.float64)
-    inv_std = np.asarray(inv_std, dtype=np.float64)
-    view, obj = layout.empty_out()
-    s, q = _kernels().backward(
-        x3, g3, mean, inv_std, gamma, bool(training), view, **backend.launch_options()
-    )
-    return layout.restore(view, obj), inv_std * q, s

@@ -1,8 +1,9 @@
-"""Dask arrays: moments per block, merged up a tree; a lazy normalize.
+"""The Dask backend: moments per block, merged up a tree; a lazy normalize.
 
 The statistics of a ``dask.array.Array`` are computed by the same routine as
-for an ndarray, :func:`skbn._moments.moments`, once per block, and the block
-moments are combined with :func:`skbn._moments.merge` in a tree reduction
+for an ndarray, :func:`skbn._core.moments.moments`, once per block, and the
+block moments are combined with :func:`skbn._core.moments.merge` in a tree
+reduction
 (``dask.array.reduction``).  Chan's merge is exact up to float64 rounding, so
 the result matches a fit of the whole array in memory to ~1e-15, and the
 merge order is fixed by the block grid alone: the same graph gives the same
@@ -27,15 +28,17 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _moments
-from ._layout import Layout
-from ._validation import (
+from .._core import moments as core_moments
+from .._core import norm
+from .._core.views import Layout
+from .._validation import (
     FLOAT_TYPES,
     check_weight_total,
     validate_metadata,
     validate_sample_weight,
 )
 
+NAME = "dask"
 MOMENTS_DTYPE = np.dtype([("count", "f8"), ("mean", "f8"), ("m2", "f8")])
 
 
@@ -51,20 +54,30 @@ class DaskLayout(NamedTuple):
     X: object
     axes: tuple
 
+    @property
+    def shape(self):
+        """The array's shape."""
+        return self.X.shape
+
+    @property
+    def ndim(self):
+        """The array's number of dimensions."""
+        return self.X.ndim
+
 
 # -- validation -----------------------------------------------------------------
 
 
-def validate(est, X, *, reset):
-    """Check a dask ``X`` for ``est`` without computing it.
+def _validated(X, spec, *, reset):
+    """Check a dask ``X`` without computing it.
 
     The dask counterpart of :func:`skbn._validation.validate_X`: the same
     rules and messages, checked on the array's metadata only.
 
     Parameters
     ----------
-    est : estimator
     X : dask.array.Array
+    spec : skbn._validation.Spec
     reset : bool
         True in the first fit.
 
@@ -81,7 +94,7 @@ def validate(est, X, *, reset):
             "X.compute_chunk_sizes() first."
         )
     axes, n_features = validate_metadata(
-        est, X, X.shape, X.dtype, reset=reset, kind="dask array"
+        X, X.shape, X.dtype, spec, reset=reset, kind="dask array"
     )
     if X.dtype.type not in FLOAT_TYPES:
         X = X.astype(np.float64)
@@ -121,7 +134,7 @@ def _dask_weights(sample_weight, X, axes):
 
 
 def _as_records(mom, shape):
-    """Pack :class:`~skbn._moments.Moments` into a structured array."""
+    """Pack :class:`~skbn.core_moments.Moments` into a structured array."""
     out = np.empty(prod(shape), dtype=MOMENTS_DTYPE)
     out["count"], out["mean"], out["m2"] = mom
     return out.reshape(shape)
@@ -148,7 +161,7 @@ def _block_moments(x, weights=None, *, axis, keepdims, feature_names=None):
                 "sample_weight must be finite and non-negative; the dask "
                 "sample_weight holds a negative, NaN or infinite value."
             )
-    mom = _moments.moments(Layout(x, features), w, feature_names)
+    mom = core_moments.moments(Layout(x, features), w, feature_names)
     return _as_records(mom, shape)
 
 
@@ -162,25 +175,23 @@ def _merge_blocks(parts, axis, keepdims):
     kept = [s for i, s in enumerate(parts.shape) if i not in axis]
     d = prod(kept)
     rows = np.moveaxis(parts, axis, tuple(range(len(axis)))).reshape(-1, d)
-    total = _moments.Moments(np.zeros(d), np.zeros(d), np.zeros(d))
+    total = core_moments.Moments(np.zeros(d), np.zeros(d), np.zeros(d))
     for row in rows:
-        block = _moments.Moments(
+        block = core_moments.Moments(
             *(np.ascontiguousarray(row[f]) for f in MOMENTS_DTYPE.names)
         )
-        total = _moments.merge(total, block)
+        total = core_moments.merge(total, block)
     shape = [1 if i in axis else s for i, s in enumerate(parts.shape)]
     return _as_records(total, shape if keepdims else kept)
 
 
-def moments(X, axes, sample_weight=None, feature_names=None):
+def moments(layout, sample_weight=None, feature_names=None):
     """Moments of each feature of a dask array, computed now.
 
     Parameters
     ----------
-    X : dask.array.Array
-        Validated by :func:`validate` (float, whole features per block).
-    axes : tuple of int
-        Feature axes.
+    layout : DaskLayout
+        Made by :func:`validate` (float, whole features per block).
     sample_weight : array-like or dask array of shape (n_samples,), optional
     feature_names : sequence of str, optional
         For the message about an infinite value.
@@ -193,6 +204,7 @@ def moments(X, axes, sample_weight=None, feature_names=None):
     import dask
     import dask.array as da
 
+    X, axes = layout
     reduced = tuple(i for i in range(X.ndim) if i not in axes)
     weights = _dask_weights(sample_weight, X, axes)
     records = da.reduction(
@@ -214,26 +226,21 @@ def moments(X, axes, sample_weight=None, feature_names=None):
         # (all-zero weights are refused).
         records, total = dask.compute(records, weights.sum())
         check_weight_total(total)
-    return _moments.Moments(
+    return core_moments.Moments(
         *(np.ascontiguousarray(records[f].reshape(-1)) for f in MOMENTS_DTYPE.names)
     )
 
 
-def batch_moments(est, X, sample_weight, *, reset):
-    """Validate a dask batch and compute its moments (for ``_update``).
+def validate(X, spec, *, reset):
+    """Check a dask ``X`` without computing it.
 
     Returns
     -------
-    X : dask.array.Array
-    axes : tuple of int
-    n_features : int
     layout : DaskLayout
-    batch : Moments
+    n_features : int
     """
-    X, axes, n_features = validate(est, X, reset=reset)
-    names = getattr(est, "feature_names_in_", None)
-    batch = moments(X, axes, sample_weight, names)
-    return X, axes, n_features, DaskLayout(X, axes), batch
+    X, axes, n_features = _validated(X, spec, reset=reset)
+    return DaskLayout(X, axes), n_features
 
 
 # -- normalize ------------------------------------------------------------------
@@ -242,7 +249,7 @@ def batch_moments(est, X, sample_weight, *, reset):
 def _affine_block(x, *, axes, shift, scale, offset, feature_names):
     if x.size == 0:
         return np.empty(x.shape, dtype=x.dtype)
-    return _moments.affine(Layout(x, axes), shift, scale, offset, None, feature_names)
+    return norm.affine(Layout(x, axes), shift, scale, offset, None, feature_names)
 
 
 def affine(layout, shift, scale, offset, feature_names=None):
@@ -273,35 +280,54 @@ def affine(layout, shift, scale, offset, feature_names=None):
     )
 
 
-def transform(est, X):
-    """Inference-mode normalize of a dask array (for ``transform``).
+def _refuse(what):
+    raise ValueError(f"{what} need in-memory (NumPy) input; got a dask array.")
 
-    Parameters
-    ----------
-    est : BatchNormalizer
-        Fitted.
-    X : dask.array.Array
+
+def train_forward(layout, sample_weight, gamma, beta, eps, feature_names=None):
+    """The batch's moments (computed now) and the batch normalized by them
+    (lazy).
 
     Returns
     -------
-    dask.array.Array
-        Lazy; computing it runs the kernels block by block.
+    batch : Moments
+    y : dask.array.Array
     """
-    from sklearn.utils.validation import check_is_fitted
-
-    check_is_fitted(est, "running_mean_")
-    est._check_params()
-    X, axes, _ = validate(est, X, reset=False)
-    return est._apply(DaskLayout(X, axes), est.running_mean_, est.running_var_, None)
+    batch = moments(layout, sample_weight, feature_names)
+    scale, offset = norm.coefficients(batch.var, gamma, beta, eps)
+    return batch, affine(layout, batch.mean, scale, offset, feature_names)
 
 
-def _per_sample_block(x, *, est):
+def train_normalize(
+    layout, sample_weight, gamma, beta, eps, running, renorm, vbs, feature_names=None
+):
+    """Refused: ghost batches and Batch Renormalization need in-memory data."""
+    _refuse("renorm and virtual_batch_size")
+
+
+def output_buffer(layout, copy, feature_names=None):
+    """None: a lazy result is always a new array."""
+    return None
+
+
+def normalize(layout, shift, scale, offset, out=None, feature_names=None):
+    """``(x - shift) * scale + offset`` per feature, lazily (see
+    :func:`affine`)."""
+    return affine(layout, shift, scale, offset, feature_names)
+
+
+def small_input(X):
+    """False: dask input never takes the one-call path."""
+    return False
+
+
+def _per_sample_block(x, *, normalize):
     if x.size == 0:
         return np.empty(x.shape, dtype=x.dtype)
-    return est._normalize(x)
+    return normalize(x)
 
 
-def per_sample_transform(est, X):
+def per_sample_transform(X, spec, normalize, *, reset):
     """``transform`` of a per-sample normalizer on a dask array (lazy).
 
     Each sample is normalized by its own statistics, so blocks that hold
@@ -309,26 +335,24 @@ def per_sample_transform(est, X):
 
     Parameters
     ----------
-    est : LayerNormalizer, GroupNormalizer or InstanceNormalizer
     X : dask.array.Array
+    spec : skbn._validation.Spec
+    normalize : callable
+        Normalizes an ndarray block of whole samples; it must not change
+        when the estimator's parameters do (a snapshot's method).
+    reset : bool
+        True for an estimator that is not fitted.
 
     Returns
     -------
     dask.array.Array
     """
-    from sklearn.base import clone
-
-    # The graph keeps a snapshot, so that changing a parameter before the
-    # result is computed does not change the result.
-    snapshot = clone(est)
-    snapshot._validate_params()
-    fitted = hasattr(est, "n_features_in_")
-    X, _, _ = validate(est if fitted else snapshot, X, reset=not fitted)
+    X, _, _ = _validated(X, spec, reset=reset)
     if any(n > 1 for n in X.numblocks[1:]):
         X = X.rechunk({i: -1 for i in range(1, X.ndim)})
     return X.map_blocks(
         _per_sample_block,
-        est=snapshot,
+        normalize=normalize,
         dtype=X.dtype,
         meta=np.empty((0,) * X.ndim, dtype=X.dtype),
         token="skbn-per-sample",

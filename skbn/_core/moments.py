@@ -3,7 +3,8 @@
 These are the routines that every path of skbn shares: the estimators, the
 functional API and the dask reduction all compute statistics with
 :func:`moments`, combine them with :func:`merge`, fold them into running
-statistics with :func:`ema_update`, and apply them with :func:`affine`.
+statistics with :func:`ema_update` (and apply them with
+:func:`skbn._core.norm.affine`).
 
 ``merge`` is the update of Chan, Golub and LeVeque (1979), the same one that
 ``sklearn.utils.extmath._incremental_mean_and_var`` documents; the formula
@@ -15,8 +16,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _config
-from ._kernels import cpu
+from .. import _config
+from .._kernels import cpu
+from . import plan
 
 
 class Moments(NamedTuple):
@@ -38,33 +40,11 @@ class Moments(NamedTuple):
         return cpu.population_var(self.m2, self.count)
 
 
-def _pick(parallel, serial, n_elements):
-    return parallel if n_elements >= _config.MIN_PARALLEL_ELEMENTS else serial
-
-
-def _n_tasks(n_elements, n_units):
-    """Tasks for a kernel call: a function of the shape only (see _config)."""
-    by_size = n_elements // _config.MIN_TASK_ELEMENTS
-    return int(max(1, min(by_size, _config.MAX_TASKS, n_units)))
-
-
-def _block_rows(d, itemsize):
-    return max(_config.MIN_BLOCK_ROWS, _config.ROW_BLOCK_BYTES // (d * itemsize))
-
-
-def _fold(n, d):
-    """Rows folded together so that the kernels' feature loop is wide enough."""
-    if d >= _config.FOLD_MIN_WIDTH:
-        return 1
-    k = math.ceil(_config.FOLD_MIN_WIDTH / d)
-    return k if n >= 2 * k else 1
-
-
 def _rows_moments(x2, *ref):
     n, d = x2.shape
-    block = _block_rows(d, x2.itemsize)
-    n_tasks = _n_tasks(x2.size, (n + block - 1) // block)
-    kernel = _pick(cpu.rows_moments, cpu.rows_moments_serial, x2.size)
+    block = plan.block_rows(d, x2.itemsize)
+    n_tasks = plan.n_tasks(x2.size, (n + block - 1) // block)
+    kernel = plan.pick(cpu.rows_moments, cpu.rows_moments_serial, x2.size)
     return kernel(x2, block, n_tasks, *ref)
 
 
@@ -76,13 +56,15 @@ def _dense_moments(x3):
         if outer == 1 and d >= _config.MIN_CHANNELS_PER_ROW:
             # One channel per thread: no (tasks x channels) table, which for
             # per-sample statistics (a channel per sample) would be huge.
-            kernel = _pick(cpu.channels_moments, cpu.channels_moments_serial, x3.size)
+            kernel = plan.pick(
+                cpu.channels_moments, cpu.channels_moments_serial, x3.size
+            )
             return kernel(x3.reshape(d, inner), seg)
         units = outer * d * ((inner + seg - 1) // seg)
-        kernel = _pick(cpu.segments_moments, cpu.segments_moments_serial, x3.size)
-        return kernel(x3, seg, _n_tasks(x3.size, units))
+        kernel = plan.pick(cpu.segments_moments, cpu.segments_moments_serial, x3.size)
+        return kernel(x3, seg, plan.n_tasks(x3.size, units))
     x2 = x3.reshape(outer, d)
-    k = _fold(outer, d)
+    k = plan.fold(outer, d)
     if k == 1:
         return _rows_moments(x2)
     # Few, long columns: view k consecutive rows as one wide row, take the
@@ -91,11 +73,10 @@ def _dense_moments(x3):
     # with means relative to one reference per feature (see
     # cpu.shift_reference), made absolute once at the end.
     ref = cpu.shift_reference(x3)
-    n_main = outer - outer % k
-    wide = _rows_moments(x2[:n_main].reshape(n_main // k, k * d), np.tile(ref, k))
+    wide, rest = plan.over_rows(_rows_moments, [x2], [ref], k)
     folded = cpu.merge_task_moments(*(a.reshape(k, d) for a in wide))
-    if n_main < outer:
-        folded = cpu.merge_moments(*folded, *_rows_moments(x2[n_main:], ref))
+    if rest is not None:
+        folded = cpu.merge_moments(*folded, *rest)
     count, mean, m2 = folded
     return count, cpu.absolute_means(count, mean, ref), m2
 
@@ -106,18 +87,19 @@ def _masked_moments(x3, w2):
     if inner > 1:
         seg = _config.SEGMENT_LEN
         units = outer * d * ((inner + seg - 1) // seg)
-        kernel = _pick(
+        kernel = plan.pick(
             cpu.segments_moments_masked, cpu.segments_moments_masked_serial, x3.size
         )
-        return kernel(x3, w2, seg, _n_tasks(x3.size, units))
+        return kernel(x3, w2, seg, plan.n_tasks(x3.size, units))
     x2 = x3.reshape(outer, d)
-    block = _block_rows(d, x2.itemsize)
-    n_tasks = _n_tasks(x2.size, (outer + block - 1) // block)
-    kernel = _pick(cpu.rows_moments_masked, cpu.rows_moments_masked_serial, x2.size)
+    block = plan.block_rows(d, x2.itemsize)
+    n_tasks = plan.n_tasks(x2.size, (outer + block - 1) // block)
+    kernel = plan.pick(cpu.rows_moments_masked, cpu.rows_moments_masked_serial, x2.size)
     return kernel(x2, w2, block, n_tasks)
 
 
-def _inf_features(x3):
+def inf_features(x3):
+    """Indices of the features of ``x3`` that hold an infinite value."""
     return np.flatnonzero(np.isinf(x3).any(axis=(0, 2)))
 
 
@@ -137,13 +119,21 @@ def check_no_inf(x3, feature_names=None):
         np.fmax.reduce(x3, axis=None) == np.inf
         or np.fmin.reduce(x3, axis=None) == -np.inf
     ):
-        _raise_inf(x3, feature_names)
+        raise_inf(x3, feature_names)
 
 
-def _raise_inf(x3, feature_names):
+def raise_inf(x3, feature_names=None):
+    """Raise the ``ValueError`` for an infinite value in ``x3``, naming its
+    features (by ``feature_names`` when given).
+
+    Parameters
+    ----------
+    x3 : ndarray of shape (outer, n_features, inner)
+    feature_names : sequence of str, optional
+    """
     # After an in-place transform the infinite inputs may already be
     # overwritten; the message then names no feature.
-    bad = _inf_features(x3)
+    bad = inf_features(x3)
     if bad.size == 0:
         raise ValueError("Input X contains infinity.")
     shown = [
@@ -199,9 +189,30 @@ def moments(layout, sample_weight=None, feature_names=None):
             f"of feature {_first_bad(count, m2)} overflows float64 (largest "
             f"weight {np.max(sample_weight):.3g}); rescale sample_weight."
         )
-    if _inf_features(x3).size:
-        _raise_inf(x3, feature_names)
+    if inf_features(x3).size:
+        raise_inf(x3, feature_names)
     _raise_overflow(res[1], res[2])
+
+
+def reject_missing(count, expected, name="x"):
+    """Refuse NaN where every value is needed (the training functions: a NaN
+    would break the backward pass).
+
+    Parameters
+    ----------
+    count : ndarray
+        Per-statistic counts from :func:`moments`.
+    expected : int
+        The count of a statistic without missing values.
+    name : str
+        The argument's name, for the message.
+    """
+    bad = np.flatnonzero(count != expected)
+    if bad.size:
+        raise ValueError(
+            f"{name} contains NaN (in statistic {', '.join(map(str, bad[:5]))}); "
+            "the training functions need finite input."
+        )
 
 
 def _first_bad(a, b):
@@ -265,6 +276,21 @@ def merge(a, b):
     return Moments(*cpu.merge_moments(*a, *b))
 
 
+def merge_spans(stacked):
+    """Merge moments stacked as ``(n_parts, d)`` arrays, in order, into the
+    moments of the whole (for example the ghost batches of one batch).
+
+    Parameters
+    ----------
+    stacked : Moments
+
+    Returns
+    -------
+    Moments
+    """
+    return Moments(*cpu.merge_task_moments(*stacked))
+
+
 def ema_update(running_mean, running_var, seen, batch, momentum):
     """Fold a batch into running statistics with momentum (per feature).
 
@@ -310,53 +336,3 @@ def momentum_code(momentum):
     """``momentum`` as the kernels take it: a float, ``-1.0`` for ``None``
     (pooled statistics, see :func:`skbn._kernels.cpu.ema_update`)."""
     return -1.0 if momentum is None else float(momentum)
-
-
-def affine(layout, shift, scale, offset, out=None, feature_names=None):
-    """``(x - shift) * scale + offset`` per feature, in one pass.
-
-    The subtraction comes first so that a constant feature maps to exactly
-    ``offset`` (no rounding residue of ``x * scale``).  NaN stays NaN;
-    an infinite input raises ``ValueError`` naming its feature.
-
-    Parameters
-    ----------
-    layout : skbn._layout.Layout
-    shift, scale, offset : ndarray of shape (n_features,), float64
-    out : ndarray, optional
-        Array of ``layout.x3``'s shape and dtype to write into (may be
-        ``layout.x3`` itself).
-    feature_names : sequence of str, optional
-
-    Returns
-    -------
-    ndarray
-        The result in the input's shape.
-    """
-    x3 = layout.x3
-    y3 = np.empty_like(x3) if out is None else out
-    outer, d, inner = x3.shape
-    if inner > 1:
-        kernel = _pick(cpu.segments_affine, cpu.segments_affine_serial, x3.size)
-        finite = math.isfinite(kernel(x3, shift, scale, offset, y3))
-    else:
-        rows_affine = _pick(cpu.rows_affine, cpu.rows_affine_serial, x3.size)
-        x2 = x3.reshape(outer, d)
-        y2 = y3.reshape(outer, d)
-        k = _fold(outer, d)
-        n_main = outer - outer % k if k > 1 else 0
-        finite = True
-        if k > 1:
-            tiled = [np.tile(p, k) for p in (shift, scale, offset)]
-            xw = x2[:n_main].reshape(n_main // k, k * d)
-            yw = y2[:n_main].reshape(n_main // k, k * d)
-            flag = rows_affine(xw, *tiled, yw, _block_rows(k * d, x3.itemsize))
-            finite = math.isfinite(flag)
-        if n_main < outer:
-            block = _block_rows(d, x3.itemsize)
-            flag = rows_affine(x2[n_main:], shift, scale, offset, y2[n_main:], block)
-            finite = finite and math.isfinite(flag)
-    # A flag is set by NaN (allowed) or infinity (rejected): tell them apart.
-    if not finite and _inf_features(x3).size:
-        _raise_inf(x3, feature_names)
-    return layout.restore(y3)
