@@ -34,8 +34,8 @@ from numba import njit, prange
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 
 from skbn import BatchNormalizer, _bench
+from skbn._atomic import atomic
 from skbn._config import FASTMATH
-from skbn._validation import atomic
 
 # skbn's own compiler flags, so that the floors and skbn compile alike.
 _JIT = {"fastmath": FASTMATH, "nogil": True}

@@ -96,13 +96,6 @@ def from_statistics(cls, params, mean, var, gamma, beta, *, n_batches, ndim):
 class InteropMixin:
     """PyTorch and Keras converters for ``BatchNormalizer``."""
 
-    def _effective_affine(self):
-        """``gamma`` and ``beta`` as ``transform`` applies them."""
-        n = self.n_features_in_
-        gamma = self.gamma_ if self.scale else np.ones(n)
-        beta = self.beta_ if self.center else np.zeros(n)
-        return gamma, beta
-
     def to_torch_state_dict(self) -> dict:
         """The fitted state as a ``state_dict`` of ``torch.nn.BatchNorm*d``.
 

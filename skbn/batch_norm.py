@@ -5,39 +5,21 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
 
 from . import _monitor, _params
-from ._backends import check_device, for_input
+from ._atomic import AtomicMixin
 from ._backends.numpy import WRITE_BY_BATCH, WRITE_BY_RUNNING, WRITE_NOTHING
-from ._core.moments import ema_update
-from ._core.norm import coefficients, inverse_coefficients
-from ._core.views import check_axis
 from ._interop import InteropMixin
+from ._running import RunningStatsMixin
 from ._sklearn_compat import wrap_data_with_container
 from ._state import StateMixin
-from ._validation import (
-    FITTED_VECTORS,
-    AtomicMixin,
-    SpecMixin,
-    check_fitted_vectors,
-    feature_vector,
-)
-
-
-def _typed(value: Any) -> Any:
-    """``value`` with the type of each part, as a key that compares equal
-    only to the same setting: ``1 == 1.0 == True`` in Python, but ``axis=1.0``
-    or ``center=1`` must be validated again.  Lists become tuples, so that a
-    list changed in place after validation does not compare equal."""
-    if isinstance(value, (tuple, list)):
-        return (type(value), tuple(_typed(v) for v in value))
-    return (type(value), value)
+from ._validation import FITTED_VECTORS, SpecMixin
 
 
 class BatchNormalizer(
     AtomicMixin,
     SpecMixin,
+    RunningStatsMixin,
     StateMixin,
     InteropMixin,
     OneToOneFeatureMixin,
@@ -227,208 +209,6 @@ class BatchNormalizer(
         self.renorm = renorm
         self.virtual_batch_size = virtual_batch_size
 
-    # -- parameters and state ---------------------------------------------------
-
-    def _check_params(self) -> None:
-        """Validate the parameters, once per distinct setting.
-
-        Full validation costs ~30 µs, as much as normalizing a small batch, so
-        a streaming loop pays it only when a parameter changed.
-        """
-        key = _typed(
-            (
-                self.momentum,
-                self.eps,
-                self.axis,
-                self.center,
-                self.scale,
-                self.copy,
-                self.device,
-                self.track_batch_stats,
-                self.max_batch_stats,
-                self.renorm,
-                self.virtual_batch_size,
-            )
-        )
-        if getattr(self, "_checked_params", None) == key:
-            return
-        self._validate_params()
-        check_axis(self.axis)
-        _params.check_renorm(self.renorm)
-        check_device(self.device)
-        self._checked_params = key
-
-    def _reset(self) -> None:
-        for name in (
-            "running_mean_",
-            "running_var_",
-            "gamma_",
-            "beta_",
-            "n_samples_seen_",
-            "n_batches_seen_",
-            "n_features_in_",
-            "_seen",
-            "_batch_stats",
-        ):
-            self.__dict__.pop(name, None)
-
-    def _initial_affine(self, n_features: int) -> tuple[np.ndarray, np.ndarray]:
-        """``gamma_`` and ``beta_`` as a fit starts them.  Both parameters are
-        checked even when ``scale=False`` / ``center=False`` drop them."""
-        gamma = feature_vector(self.gamma, n_features, "gamma")
-        beta = feature_vector(self.beta, n_features, "beta")
-        return (
-            gamma if self.scale else np.ones(n_features),
-            beta if self.center else np.zeros(n_features),
-        )
-
-    def _start(self, n_features: int, axes: tuple[int, ...], ndim: int) -> None:
-        """The fitted state of a fit before its first batch is folded in."""
-        gamma, beta = self._initial_affine(n_features)
-        self.n_features_in_ = n_features
-        self._axes = axes
-        self._fit_axis = self.axis
-        self._ndim = ndim
-        self.gamma_, self.beta_ = gamma, beta
-        self.running_mean_ = np.zeros(n_features)
-        self.running_var_ = np.ones(n_features)
-        self._seen = np.zeros(n_features)
-        self.n_samples_seen_ = 0
-        self.n_batches_seen_ = 0
-
-    def _plain_rows(self, X: np.ndarray, fitted: bool) -> bool:
-        """Whether this estimator's settings allow the one-call path of the
-        NumPy backend for ``X`` (see :mod:`skbn._backends.numpy`): per-column
-        statistics of 2-D data, nothing optional switched on."""
-        if not (
-            type(self.axis) is int
-            and self.axis in (-1, 1)
-            and not self.track_batch_stats
-            and self.renorm is None
-            and self.virtual_batch_size is None
-        ):
-            return False
-        d = self.__dict__
-        return not fitted or (
-            "feature_names_in_" not in d
-            and d.get("_ndim") == 2
-            and d.get("_axes") == (1,)
-            and X.shape[1] == d["n_features_in_"]
-            and self.axis == d["_fit_axis"]
-        )
-
-    # -- training ---------------------------------------------------------------
-
-    def _train(self, X: Any, sample_weight: Any, output: int) -> Any:
-        """One training step: fold the batch ``X`` into the running statistics
-        and, as ``output`` says, normalize it by its own statistics
-        (``WRITE_BY_BATCH``) or by the updated running ones
-        (``WRITE_BY_RUNNING``).  Returns the output, or None."""
-        fitted = "running_mean_" in self.__dict__
-        if fitted:
-            check_fitted_vectors(self)
-        self._check_params()
-        # The one place where this estimator chooses a backend.
-        backend = for_input(X, self.device)
-        if (
-            sample_weight is None
-            and backend.small_input(X)
-            and self._plain_rows(X, fitted)
-        ):
-            done, y = self._small_train(backend, X, fitted, output)
-            if done:
-                return y
-        reset = not fitted
-        layout, n_features = backend.validate(X, self._spec(reset), reset=reset)
-        names = self.__dict__.get("feature_names_in_")
-        if reset:
-            gamma, beta = self._initial_affine(n_features)
-        else:
-            gamma, beta = self._effective_affine()
-        eps = float(self.eps)
-        plain = self.renorm is None and self.virtual_batch_size is None
-        prior = None if reset else (self.running_mean_, self.running_var_)
-        y = None
-        if output == WRITE_BY_BATCH and plain:
-            batch, y = backend.train_forward(
-                layout, sample_weight, gamma, beta, eps, names
-            )
-        else:
-            batch = backend.moments(layout, sample_weight, names)
-        if reset:
-            self._start(n_features, layout.axes, len(layout.shape))
-        self._fold_in(batch, layout.shape[0])
-        if output == WRITE_BY_BATCH and not plain:
-            vbs = _params.check_virtual_batch_size(
-                self.virtual_batch_size, layout.shape[0], layout.axes
-            )
-            y = backend.train_normalize(
-                layout,
-                sample_weight,
-                gamma,
-                beta,
-                eps,
-                prior,
-                self.renorm,
-                vbs,
-                names,
-            )
-        elif output == WRITE_BY_RUNNING:
-            scale, offset = coefficients(self.running_var_, gamma, beta, eps)
-            y = backend.normalize(
-                layout, self.running_mean_, scale, offset, None, names
-            )
-        return y
-
-    def _fold_in(self, batch: Any, n_samples: int) -> None:
-        """Fold a batch's moments into the running statistics."""
-        mean, var, seen = ema_update(
-            self.running_mean_, self.running_var_, self._seen, batch, self.momentum
-        )
-        self.running_mean_, self.running_var_, self._seen = mean, var, seen
-        self.n_samples_seen_ += n_samples
-        self.n_batches_seen_ += 1
-        if self.track_batch_stats:
-            self._batch_stats = _monitor.record(
-                getattr(self, "_batch_stats", ()),
-                self.max_batch_stats,
-                self.n_batches_seen_,
-                n_samples,
-                batch,
-                mean,
-                var,
-            )
-
-    def _small_train(
-        self, backend: Any, X: np.ndarray, fitted: bool, output: int
-    ) -> tuple[bool, Any]:
-        """The training step of a small batch in one compiled call.
-
-        ``(False, None)``, and nothing changed, when the batch holds NaN or
-        infinity: the general path then handles it.
-        """
-        n = X.shape[1]
-        if fitted:
-            running = (self.running_mean_, self.running_var_, self._seen)
-            gamma, beta = self._effective_affine()
-        else:
-            # Checked before anything is assigned.
-            gamma, beta = self._initial_affine(n)
-            running = (np.zeros(n), np.ones(n), np.zeros(n))
-        res = backend.small_train(
-            X, running, self.momentum, gamma, beta, self.eps, output
-        )
-        if res is None:
-            return False, None
-        if not fitted:
-            # What the feature-name check does on a fit from a plain ndarray.
-            self.__dict__.pop("feature_names_in_", None)
-            self._start(n, (1,), 2)
-        self.running_mean_, self.running_var_, self._seen, y = res
-        self.n_samples_seen_ += X.shape[0]
-        self.n_batches_seen_ += 1
-        return True, y
-
     def fit(
         self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None
     ) -> "BatchNormalizer":
@@ -571,41 +351,6 @@ class BatchNormalizer(
         """
         y_out = self._train(X, sample_weight, WRITE_BY_BATCH)
         return wrap_data_with_container("transform", y_out, X, self)
-
-    # -- applying -----------------------------------------------------------------
-
-    def _apply(self, X: Any, copy: bool | None, inverse: bool) -> Any:
-        """Normalize ``X`` with the running statistics, or undo it."""
-        # check_is_fitted(self) scans every attribute (~5 µs a call); the
-        # running mean exists exactly when the estimator is fitted.
-        check_is_fitted(self, "running_mean_")
-        # Before any kernel reads them (a training loop may assign them).
-        check_fitted_vectors(self)
-        self._check_params()
-        backend = for_input(X, self.device)
-        copy = self.copy if copy is None else copy
-        gamma, beta = self._effective_affine()
-        mean, var, eps = self.running_mean_, self.running_var_, float(self.eps)
-        if (
-            not inverse
-            and copy
-            and backend.small_input(X)
-            and self._plain_rows(X, fitted=True)
-        ):
-            y = backend.small_apply(X, mean, var, gamma, beta, eps)
-            if y is not None:
-                return y
-            # NaN (kept) or infinity (an error): the general path tells.
-        layout, _ = backend.validate(X, self._spec(reset=False), reset=False)
-        names = self.__dict__.get("feature_names_in_")
-        if inverse:
-            shift, scale = inverse_coefficients(var, gamma, beta, eps)
-            offset = mean
-        else:
-            shift = mean
-            scale, offset = coefficients(var, gamma, beta, eps)
-        out = backend.output_buffer(layout, copy, names)
-        return backend.normalize(layout, shift, scale, offset, out, names)
 
     def transform(self, X: ArrayLike, copy: bool | None = None) -> Any:
         """Normalize ``X`` with the running statistics (inference mode).

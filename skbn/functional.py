@@ -43,15 +43,16 @@ Examples
 (True, array([128., 128., 128., 128.]))
 """
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from ._backends import cuda
 from ._core import norm
+from ._core.caches import BatchNormCache, PerSampleCache, check_cache, shaped_grad
 from ._core.groups import groups_backward, groups_normalize
-from ._core.moments import Moments, ema_update, merge_spans, reject_missing
+from ._core.moments import ema_update
 from ._core.views import Layout, channel_view, layer_view, normalize_axis, restore_view
 from ._params import (
     affine_vector,
@@ -62,7 +63,7 @@ from ._params import (
     check_virtual_batch_size,
     running_buffers,
 )
-from ._validation import check_numeric
+from ._validation import as_float_array, as_grad
 
 __all__ = [
     "batch_norm_forward",
@@ -76,82 +77,7 @@ __all__ = [
 ]
 
 
-# -- validation --
-
-
-def _as_float_array(x: Any, name: str) -> np.ndarray:
-    """``x`` as a C-contiguous float32/float64 ndarray, at least 2-D, not empty."""
-    check_numeric(x, name)  # the estimators' rule: no strings, dates, durations
-    arr = np.asarray(x)
-    kind = arr.dtype.kind
-    if kind == "f" and arr.dtype.itemsize in (4, 8):
-        if not arr.dtype.isnative:  # Numba kernels read native byte order only
-            arr = arr.astype(arr.dtype.newbyteorder("="))
-    elif kind in "biuf":
-        arr = arr.astype(np.float64)
-    else:
-        raise TypeError(
-            f"{name} must hold real numbers (float32 or float64); got dtype "
-            f"{arr.dtype}."
-        )
-    if arr.ndim < 2:
-        raise ValueError(
-            f"{name} must have at least 2 dimensions (samples, features); got "
-            f"shape {arr.shape}."
-        )
-    if arr.size == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape}).")
-    return np.ascontiguousarray(arr)
-
-
-def _as_grad(dy: Any, shape: Any, dtype: Any) -> np.ndarray:
-    """``dy`` as a C-contiguous array of the forward input's shape and dtype."""
-    arr = np.asarray(dy)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"dy must hold real numbers; got dtype {arr.dtype}.")
-    if arr.shape != shape:
-        raise ValueError(
-            f"dy has shape {arr.shape}, but the forward input had shape {shape}."
-        )
-    return np.ascontiguousarray(arr, dtype=dtype)
-
-
-def _shaped(grad: Any, shape: Any, dtype: Any) -> Any:
-    """A per-feature gradient in the shape of its parameter (a scalar sums)."""
-    if shape is None:
-        return None
-    if shape == ():
-        return np.asarray(grad.sum(), dtype=dtype)
-    return grad.astype(dtype).reshape(shape)
-
-
-def _check_cache(cache: Any, cls: Any, caller: Any, kinds: Any = None) -> Any:
-    if not isinstance(cache, cls) or (kinds is not None and cache.kind not in kinds):
-        made_by = kinds[0] if kinds else "batch_norm"
-        raise TypeError(
-            f"{caller} needs the cache returned by {made_by}_forward; got "
-            f"{type(cache).__name__}"
-            + (f" from {cache.kind}_forward." if hasattr(cache, "kind") else ".")
-        )
-
-
 # -- batch norm: public pair --
-
-
-class BatchNormCache(NamedTuple):
-    """What :func:`batch_norm_backward` needs; opaque to users."""
-
-    layout: Layout
-    axes: tuple[int, ...]
-    spans: list[tuple[int, int]]
-    mean: np.ndarray  # (n_spans, d) float64
-    inv_std: np.ndarray  # (n_spans, d) float64
-    gamma: np.ndarray | None  # (d,) float64
-    r: np.ndarray | None  # (n_spans, d), renorm only
-    d: np.ndarray | None
-    training: bool
-    gamma_shape: tuple[int, ...] | None
-    beta_shape: tuple[int, ...] | None
 
 
 def batch_norm_forward(
@@ -248,7 +174,7 @@ def batch_norm_forward(
     if cuda.is_cuda(x):
         layout = cuda.layout_of(x, axis)
     else:
-        x = _as_float_array(x, "x")
+        x = as_float_array(x, "x")
         layout = Layout(x, normalize_axis(axis, x.ndim))
     x3, axes = layout.x3, layout.axes
     n_feat = x3.shape[1]
@@ -265,16 +191,9 @@ def batch_norm_forward(
         )
     n = layout.shape[0]
     vbs = check_virtual_batch_size(virtual_batch_size, n, axes) if training else None
-    if isinstance(layout, Layout):
-        y, stats, batch = _forward_host(
-            layout, g, b, eps, running, renorm, vbs, training
-        )
-    else:
-        if renorm is not None or vbs is not None:
-            raise ValueError(
-                "renorm and virtual_batch_size run on the CPU only; got a CUDA array."
-            )
-        y, stats, batch = _forward_device(layout, g, b, eps, running, training)
+    # One routine per place the data lives, same statistics and formulas.
+    forward = norm.forward if isinstance(layout, Layout) else cuda.forward
+    y, stats, batch = forward(layout, g, b, eps, running, renorm, vbs, training)
     if batch is not None and running is not None:
         # seen = 1 everywhere: the arrays already hold statistics, so the
         # update is always the momentum one.
@@ -297,53 +216,6 @@ def batch_norm_forward(
         None if beta is None else np.shape(beta),
     )
     return y, cache
-
-
-def _forward_host(
-    layout: Layout,
-    g: Any,
-    b: Any,
-    eps: float,
-    running: Any,
-    renorm: Any,
-    vbs: Any,
-    training: bool,
-) -> tuple[Any, norm.SpanStats, Moments | None]:
-    """Batch norm forward of NumPy data: the normalized batch, the statistics
-    of each span, and (training mode) the whole batch's moments."""
-    x3 = layout.x3
-    if training:
-        spans = norm.spans(x3.shape[0], layout.shape[0], vbs)
-        mom = norm.span_moments(x3, spans)
-        reject_missing(mom.count, (spans[0][1] - spans[0][0]) * x3.shape[2])
-        stats = norm.SpanStats(spans, mom, eps, running, renorm)
-        batch = merge_spans(mom)
-    else:
-        assert running is not None
-        mom = Moments(np.ones((1, x3.shape[1])), running[0][None], running[1][None])
-        stats = norm.SpanStats([(0, x3.shape[0])], mom, eps)
-        batch = None
-    y3 = norm.normalize_spans(
-        x3, stats.spans, stats.mean, stats.inv_std, g, b, stats.r, stats.d
-    )
-    return layout.restore(y3), stats, batch
-
-
-def _forward_device(
-    layout: Any, g: Any, b: Any, eps: float, running: Any, training: bool
-) -> tuple[Any, norm.SpanStats, Moments | None]:
-    """Batch norm forward of a CUDA array (one span, on the GPU)."""
-    d = layout.x3.shape[1]
-    gamma = np.ones(d) if g is None else g
-    beta = np.zeros(d) if b is None else b
-    y, batch = cuda.forward(layout, gamma, beta, eps, running, training)
-    if batch is None:
-        assert running is not None
-        mom = Moments(np.ones((1, d)), running[0][None], running[1][None])
-    else:
-        reject_missing(batch.count, layout.x3.shape[0] * layout.x3.shape[2])
-        mom = Moments(*(a[None] for a in batch))
-    return y, norm.SpanStats([(0, layout.x3.shape[0])], mom, eps), batch
 
 
 def batch_norm_backward(
@@ -387,13 +259,13 @@ def batch_norm_backward(
     >>> float(dbeta), round(float(dgamma), 6)
     (1.0, -1.069042)
     """
-    _check_cache(cache, BatchNormCache, "batch_norm_backward")
+    check_cache(cache, BatchNormCache, "batch_norm_backward")
     layout = cache.layout
     x3 = layout.x3
     n_feat = x3.shape[1]
     gamma = np.ones(n_feat) if cache.gamma is None else cache.gamma
     if isinstance(layout, Layout):
-        dy3 = Layout(_as_grad(dy, layout.shape, x3.dtype), cache.axes).x3
+        dy3 = Layout(as_grad(dy, layout.shape, x3.dtype), cache.axes).x3
         stats = norm.SpanStats.of(
             cache.spans, cache.mean, cache.inv_std, cache.r, cache.d
         )
@@ -406,26 +278,12 @@ def batch_norm_backward(
     dtype = x3.dtype
     return (
         dx,
-        _shaped(dgamma, cache.gamma_shape, dtype),
-        _shaped(dbeta, cache.beta_shape, dtype),
+        shaped_grad(dgamma, cache.gamma_shape, dtype),
+        shaped_grad(dbeta, cache.beta_shape, dtype),
     )
 
 
 # -- per-sample norms --
-
-
-class PerSampleCache(NamedTuple):
-    """What the per-sample backward functions need; opaque to users."""
-
-    kind: str
-    x5: np.ndarray
-    mean: np.ndarray  # (N, G) float64
-    inv_std: np.ndarray  # (N, G) float64
-    gamma: np.ndarray | None  # (G * Cg,) float64
-    shape: tuple[int, ...]  # of the forward input
-    perm: list[int] | None  # layer norm over non-trailing axes: the transpose used
-    gamma_shape: tuple[int, ...] | None
-    beta_shape: tuple[int, ...] | None
 
 
 def _per_sample_forward(
@@ -454,7 +312,7 @@ def _per_sample_backward(
     dy: Any, cache: Any
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     x5 = cache.x5
-    dy = _as_grad(dy, cache.shape, x5.dtype)
+    dy = as_grad(dy, cache.shape, x5.dtype)
     if cache.perm is not None:
         dy = np.ascontiguousarray(dy.transpose(cache.perm))
     dy5 = dy.reshape(x5.shape)
@@ -464,8 +322,8 @@ def _per_sample_backward(
     dtype = x5.dtype
     return (
         restore_view(dx5, cache.shape, cache.perm),
-        _shaped(dgamma, cache.gamma_shape, dtype),
-        _shaped(dbeta, cache.beta_shape, dtype),
+        shaped_grad(dgamma, cache.gamma_shape, dtype),
+        shaped_grad(dbeta, cache.beta_shape, dtype),
     )
 
 
@@ -517,7 +375,7 @@ def layer_norm_forward(
     array([[-1.2247,  0.    ,  1.2247],
            [-0.7071, -0.7071,  1.4142]])
     """
-    x = _as_float_array(x, "x")
+    x = as_float_array(x, "x")
     eps = check_eps(eps)
     shape = x.shape
     x5, perm = layer_view(x, axis)
@@ -556,7 +414,7 @@ def layer_norm_backward(
     >>> np.allclose(dx, 0), dbeta
     (True, array([1., 1., 1.]))
     """
-    _check_cache(cache, PerSampleCache, "layer_norm_backward", ("layer_norm",))
+    check_cache(cache, PerSampleCache, "layer_norm_backward", ("layer_norm",))
     return _per_sample_backward(dy, cache)
 
 
@@ -605,7 +463,7 @@ def group_norm_forward(
     >>> np.round(y[0, :, 0, 0], 4)  # first pixel of each channel
     array([-1.5275,  0.2182, -1.5275,  0.2182])
     """
-    x = _as_float_array(x, "x")
+    x = as_float_array(x, "x")
     eps = check_eps(eps)
     x5 = channel_view(x, axis, n_groups)
     return _per_sample_forward("group_norm", x5, None, x.shape, gamma, beta, eps)
@@ -639,7 +497,7 @@ def group_norm_backward(
     >>> dx.shape, dbeta
     ((2, 4, 3), array([6., 6., 6., 6.]))
     """
-    _check_cache(cache, PerSampleCache, "group_norm_backward", ("group_norm",))
+    check_cache(cache, PerSampleCache, "group_norm_backward", ("group_norm",))
     return _per_sample_backward(dy, cache)
 
 
@@ -684,7 +542,7 @@ def instance_norm_forward(
     array([[[-1.,  1.],
             [-1.,  1.]]])
     """
-    x = _as_float_array(x, "x")
+    x = as_float_array(x, "x")
     eps = check_eps(eps)
     x5 = channel_view(x, axis, None)
     return _per_sample_forward("instance_norm", x5, None, x.shape, gamma, beta, eps)
@@ -716,5 +574,5 @@ def instance_norm_backward(
     >>> np.allclose(dx, 0), dbeta
     (True, array([10., 10., 10.]))
     """
-    _check_cache(cache, PerSampleCache, "instance_norm_backward", ("instance_norm",))
+    check_cache(cache, PerSampleCache, "instance_norm_backward", ("instance_norm",))
     return _per_sample_backward(dy, cache)

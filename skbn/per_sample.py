@@ -23,11 +23,12 @@ from sklearn.base import (
 )
 
 from . import _params
+from ._atomic import AtomicMixin
 from ._backends import dask
 from ._core.groups import groups_normalize
 from ._core.views import channel_view, layer_view, restore_view
 from ._state import StateMixin
-from ._validation import AtomicMixin, SpecMixin, validate_X
+from ._validation import SpecMixin, validate_X
 
 
 class _PerSampleNormalizer(

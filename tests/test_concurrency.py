@@ -1,6 +1,6 @@
 """Concurrency: one estimator shared by several threads, and process pools.
 
-Semantics (skbn._validation.atomic): every public method of BatchNormalizer
+Semantics (skbn._atomic.atomic): every public method of BatchNormalizer
 holds the estimator's own reentrant lock for the whole call, so each call is
 atomic.  Concurrent ``partial_fit`` calls are applied one after the other in
 the order they take the lock (none is lost); ``transform`` sees the
@@ -26,7 +26,7 @@ from sklearn.linear_model import Ridge
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
-from skbn import BatchNormalizer, _config, _validation
+from skbn import BatchNormalizer, _atomic, _config
 
 # Large enough to take the threaded kernels (>= MIN_PARALLEL_ELEMENTS).
 BIG = (1 << 15, 8)
@@ -239,7 +239,7 @@ def test_readers_never_see_a_failing_call_half_done(rng, tmp_path, reader):
 
 def test_every_public_method_takes_the_lock():
     # One rule, inherited methods included: each public method (and
-    # pickling) is wrapped by skbn._validation.atomic, outermost.
+    # pickling) is wrapped by skbn._atomic.atomic, outermost.
     from skbn import GroupNormalizer, InstanceNormalizer, LayerNormalizer
 
     for cls in (BatchNormalizer, LayerNormalizer, GroupNormalizer, InstanceNormalizer):
@@ -261,7 +261,7 @@ def test_readers_wait_for_a_call_in_progress(reader):
     est = BatchNormalizer().fit(np.ones((4, 2)))
     done = threading.Event()
     t = threading.Thread(target=lambda: (getattr(est, reader)(), done.set()))
-    with _validation._lock_of(est):
+    with _atomic.lock_of(est):
         t.start()
         assert not done.wait(0.2)
     t.join(5)

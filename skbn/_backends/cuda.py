@@ -16,9 +16,9 @@ back; ``device="auto"`` follows the data.
 
 import numpy as np
 
-from .._core.moments import Moments, raise_inf
+from .._core.moments import Moments, raise_inf, reject_missing
 from .._core.moments import moments as host_moments
-from .._core.norm import coefficients
+from .._core.norm import SpanStats, coefficients
 from .._core.views import Layout, normalize_axis
 from .._validation import validate_metadata, validate_sample_weight, validate_X
 from .cuda_arrays import (
@@ -244,32 +244,45 @@ def layout_of(x, axis):
     return CudaLayout(arrays, x3, shape, axes, perm, None, False)
 
 
-def forward(layout, gamma, beta, eps, running, training):
-    """Batch norm forward of a GPU batch (one batch; no renorm, no ghost
-    batches).
+def forward(layout, gamma, beta, eps, running, renorm, vbs, training):
+    """Batch norm forward of a GPU batch: :func:`skbn._core.norm.forward`
+    for one span (no Batch Renormalization, no ghost batches).
 
     Parameters
     ----------
     layout : CudaLayout
         From :func:`layout_of`.
-    gamma, beta : ndarray of shape (n_features,), float64
-        Ones and zeros for a term left out.
+    gamma, beta : ndarray of shape (n_features,) or None
     eps : float
     running : tuple of ndarray or None
         Host running statistics; inference mode normalizes by them.
+    renorm, vbs : None
+        Anything else is refused.
     training : bool
 
     Returns
     -------
     y : object of the input's kind
+    stats : SpanStats
     batch : Moments or None
         The batch's moments in training mode (on the host).
     """
-    if training:
-        return train_forward(layout, None, gamma, beta, eps)[::-1]
-    mean, var = running
-    scale, offset = coefficients(var, gamma, beta, eps)
-    return normalize(layout, mean, scale, offset), None
+    if renorm is not None or vbs is not None:
+        raise ValueError(
+            "renorm and virtual_batch_size run on the CPU only; got a CUDA array."
+        )
+    outer, d, inner = layout.x3.shape
+    gamma = np.ones(d) if gamma is None else gamma
+    beta = np.zeros(d) if beta is None else beta
+    if not training:
+        mean, var = running
+        scale, offset = coefficients(var, gamma, beta, eps)
+        y = normalize(layout, mean, scale, offset)
+        return y, SpanStats.of_running(outer, mean, var, eps), None
+    batch, y = train_forward(layout, None, gamma, beta, eps)
+    reject_missing(batch.count, outer * inner)
+    stats = SpanStats([(0, outer)], Moments(*(a[None] for a in batch)), eps)
+    return y, stats, batch
 
 
 def backward(layout, dy, mean, inv_std, gamma, training):

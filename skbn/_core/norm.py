@@ -17,7 +17,14 @@ from .. import _config
 from .._kernels import backward as kb
 from .._kernels import cpu
 from . import plan
-from .moments import Moments, inf_features, moments, raise_inf
+from .moments import (
+    Moments,
+    inf_features,
+    merge_spans,
+    moments,
+    raise_inf,
+    reject_missing,
+)
 from .views import Layout
 
 
@@ -242,12 +249,59 @@ class SpanStats:
             self.r, self.d = renorm_factors(self.mean, var, *running, eps, renorm)
 
     @classmethod
+    def of_running(cls, n_outer, running_mean, running_var, eps):
+        """One span normalized by running statistics (inference mode)."""
+        return cls.of(
+            [(0, n_outer)], running_mean[None], inv_std(running_var[None], eps)
+        )
+
+    @classmethod
     def of(cls, spans, mean, inv_std, r=None, d=None):
         """The statistics as a forward pass kept them (for the backward)."""
         stats = cls.__new__(cls)
         stats.spans, stats.moments = spans, None
         stats.mean, stats.inv_std, stats.r, stats.d = mean, inv_std, r, d
         return stats
+
+
+def forward(layout, gamma, beta, eps, running, renorm, vbs, training):
+    """Batch norm forward of one validated batch (the functional API's).
+
+    Parameters
+    ----------
+    layout : Layout
+    gamma, beta : ndarray of shape (n_features,) or None
+    eps : float
+    running : tuple of ndarray or None
+        The running statistics before the batch; inference mode normalizes
+        by them, Batch Renormalization compares with them.
+    renorm : tuple of float or None
+    vbs : int or None
+        ``virtual_batch_size``, validated.
+    training : bool
+
+    Returns
+    -------
+    y : ndarray in the input's shape
+    stats : SpanStats
+        What each span was normalized by, for the backward pass.
+    batch : Moments or None
+        The whole batch's moments in training mode (NaN refused).
+    """
+    x3 = layout.x3
+    if training:
+        cut = spans(x3.shape[0], layout.shape[0], vbs)
+        mom = span_moments(x3, cut)
+        reject_missing(mom.count, (cut[0][1] - cut[0][0]) * x3.shape[2])
+        stats = SpanStats(cut, mom, eps, running, renorm)
+        batch = merge_spans(mom)
+    else:
+        stats = SpanStats.of_running(x3.shape[0], *running, eps)
+        batch = None
+    y3 = normalize_spans(
+        x3, stats.spans, stats.mean, stats.inv_std, gamma, beta, stats.r, stats.d
+    )
+    return layout.restore(y3), stats, batch
 
 
 def train_normalize(
