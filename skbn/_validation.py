@@ -525,7 +525,7 @@ def check_vector_state(attrs, owner):
         attrs.update(zip(FITTED_VECTORS, vectors, strict=True))
 
 
-def as_float_array(x, name):
+def as_float_array(x: Any, name: str) -> np.ndarray:
     """``x`` as a C-contiguous float32/float64 ndarray, at least 2-D, not
     empty (the functional API's input rule).
 
@@ -562,7 +562,7 @@ def as_float_array(x, name):
     return np.ascontiguousarray(arr)
 
 
-def as_grad(dy, shape, dtype):
+def as_grad(dy: Any, shape: Any, dtype: Any) -> np.ndarray:
     """``dy`` as a C-contiguous array of the forward input's shape and dtype.
 
     Parameters

@@ -192,12 +192,21 @@ def batch_norm_forward(
     n = layout.shape[0]
     vbs = check_virtual_batch_size(virtual_batch_size, n, axes) if training else None
     # One routine per place the data lives, same statistics and formulas.
-    forward = norm.forward if isinstance(layout, Layout) else cuda.forward
-    y, stats, batch = forward(layout, g, b, eps, running, renorm, vbs, training)
+    if isinstance(layout, Layout):
+        y, stats, batch = norm.forward(
+            layout, g, b, eps, running, renorm, vbs, training
+        )
+    else:
+        y, stats, batch = cuda.forward(
+            layout, g, b, eps, running, renorm, vbs, training
+        )
     if batch is not None and running is not None:
         # seen = 1 everywhere: the arrays already hold statistics, so the
         # update is always the momentum one.
-        new_mean, new_var, _ = ema_update(*running, np.ones(n_feat), batch, momentum)
+        old_mean, old_var = running
+        new_mean, new_var, _ = ema_update(
+            old_mean, old_var, np.ones(n_feat), batch, momentum
+        )
         # Written last, when nothing else can raise.
         assert running_mean is not None and running_var is not None
         running_mean[...] = new_mean.reshape(running_mean.shape)

@@ -202,7 +202,8 @@ class LayerNormalizer(_PerSampleNormalizer):
         self.beta = beta
 
     def _view(self, X: np.ndarray) -> tuple[Any, Any]:
-        return layer_view(X, self.axis)
+        x5, perm = layer_view(X, self.axis)
+        return x5, perm
 
 
 class GroupNormalizer(_PerSampleNormalizer):

@@ -464,6 +464,56 @@ def test_backward_matches_functional(rng, shape, axis, training):
     assert_allclose(got[2], dbeta, rtol=1e-12, atol=1e-12)
 
 
+@needs_cuda
+@pytest.mark.parametrize(
+    "shape, axis", [((13, 3), -1), ((3, 2, 30), 1), ((4, 5, 3), (0, 2))]
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_functional_forward_on_cuda_matches_the_cpu(rng, shape, axis, dtype):
+    from skbn import functional
+
+    X = data(rng, shape, dtype)
+    d = X.shape[axis] if isinstance(axis, int) else X.shape[0] * X.shape[2]
+    gamma, beta = rng.uniform(0.5, 1.5, d), rng.normal(size=d)
+    results = []
+    for x in (X, dev(X)):
+        rm, rv = np.zeros(d), np.ones(d)
+        y, _ = functional.batch_norm_forward(
+            x, gamma, beta, axis=axis, running_mean=rm, running_var=rv
+        )
+        y_eval, _ = functional.batch_norm_forward(
+            x, gamma, beta, axis=axis, running_mean=rm, running_var=rv, training=False
+        )
+        results.append((host(y), host(y_eval), rm, rv))
+    (y, y_eval, rm, rv), (gy, gy_eval, grm, grv) = results
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert type(gy) is np.ndarray and gy.dtype == dtype and gy.shape == shape
+    assert_allclose(gy, y, rtol=tol, atol=tol)
+    assert_allclose(gy_eval, y_eval, rtol=tol, atol=tol)
+    assert_allclose(grm, rm, rtol=1e-12)
+    assert_allclose(grv, rv, rtol=1e-12)
+
+
+@needs_cuda
+def test_functional_on_cuda_refuses_what_runs_on_the_cpu_only(rng):
+    from skbn import functional
+
+    x = dev(data(rng, (8, 3)))
+    rm, rv = np.zeros(3), np.ones(3)
+    for kwargs in (
+        {"virtual_batch_size": 4},
+        {"renorm": (2.0, 1.0), "running_mean": rm, "running_var": rv},
+    ):
+        with pytest.raises(ValueError, match="CPU only"):
+            functional.batch_norm_forward(x, 1.0, 0.0, **kwargs)
+    assert (rm == 0).all() and (rv == 1).all()
+    _, cache = functional.batch_norm_forward(x, 1.0, 0.0)
+    with pytest.raises(TypeError, match="dy must be a CUDA array"):
+        functional.batch_norm_backward(np.ones((8, 3), np.float32), cache)
+    with pytest.raises(ValueError, match="dy has shape"):
+        functional.batch_norm_backward(dev(np.ones((8, 2), np.float32)), cache)
+
+
 # -- errors ------------------------------------------------------------------------
 
 
