@@ -51,7 +51,6 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _config, _moments
-from ._kernels import backward as kb
 from ._kernels import cpu
 from ._layout import Layout, normalize_axis
 from ._moments import Moments
@@ -411,10 +410,10 @@ def _grad_sums(x3: Any, dy3: Any, mean: Any) -> Any:
         seg = _config.SEGMENT_LEN
         units = outer * d * ((inner + seg - 1) // seg)
         kernel = _moments._pick(
-            kb.segments_grad_sums, kb.segments_grad_sums_serial, size
+            cpu.segments_grad_sums, cpu.segments_grad_sums_serial, size
         )
         return kernel(x3, dy3, mean, seg, _moments._n_tasks(size, units))
-    kernel = _moments._pick(kb.rows_grad_sums, kb.rows_grad_sums_serial, size)
+    kernel = _moments._pick(cpu.rows_grad_sums, cpu.rows_grad_sums_serial, size)
 
     def rows(x2: Any, g2: Any, m: Any) -> Any:
         block = _moments._block_rows(x2.shape[1], x2.itemsize)
@@ -434,7 +433,7 @@ def _grad_sums(x3: Any, dy3: Any, mean: Any) -> Any:
         g2[:n_main].reshape(n_main // k, k * d),
         np.tile(mean, k),
     )
-    s, q = (kb.sum_tasks(a.reshape(k, d)) for a in wide)
+    s, q = (cpu.sum_tasks(a.reshape(k, d)) for a in wide)
     if n_main < outer:
         ts, tq = rows(x2[n_main:], g2[n_main:], mean)
         s, q = s + ts, q + tq
@@ -446,11 +445,11 @@ def _grad_dx(x3: Any, dy3: Any, mean: Any, a: Any, b: Any, c: Any, out3: Any) ->
     outer, d, inner = x3.shape
     if inner > 1:
         kernel = _moments._pick(
-            kb.segments_grad_dx, kb.segments_grad_dx_serial, x3.size
+            cpu.segments_grad_dx, cpu.segments_grad_dx_serial, x3.size
         )
         kernel(x3, dy3, mean, a, b, c, out3)
         return
-    kernel = _moments._pick(kb.rows_grad_dx, kb.rows_grad_dx_serial, x3.size)
+    kernel = _moments._pick(cpu.rows_grad_dx, cpu.rows_grad_dx_serial, x3.size)
     x2, g2, o2 = (arr.reshape(outer, d) for arr in (x3, dy3, out3))
     k = _moments._fold(outer, d)
     n_main = outer - outer % k if k > 1 else 0
@@ -758,10 +757,10 @@ def _groups_moments(x5: Any) -> Any:
     x3 = x5.reshape(1, N * G, -1)
     # One feature per (sample, group): far too many for the per-task arrays
     # of _moments.moments, so its kernels run on chunks of about a segment's
-    # worth of values (see kb.chunked_moments).
+    # worth of values (see cpu.chunked_moments).
     k = x3.shape[2]
     chunk = max(1, _config.SEGMENT_LEN // k)
-    kernel = _moments._pick(kb.chunked_moments, kb.chunked_moments_serial, x3.size)
+    kernel = _moments._pick(cpu.chunked_moments, cpu.chunked_moments_serial, x3.size)
     res = kernel(x3, chunk, _config.SEGMENT_LEN, k < _TRANSPOSE_BELOW)
     if cpu.all_finite(res[1], res[2]):
         return Moments(*res)
@@ -790,7 +789,7 @@ def _groups_normalize(x5: Any, gamma: Any, beta: Any, eps: Any, training: Any) -
     g = np.ones((G, Cg)) if gamma is None else gamma.reshape(G, Cg)
     b = np.zeros((G, Cg)) if beta is None else beta.reshape(G, Cg)
     y5 = np.empty_like(x5)
-    kernel = _moments._pick(kb.groups_affine, kb.groups_affine_serial, x5.size)
+    kernel = _moments._pick(cpu.groups_affine, cpu.groups_affine_serial, x5.size)
     kernel(x5, mean, inv_std, g, b, y5)
     return y5, mean, inv_std
 
@@ -891,7 +890,7 @@ def _per_sample_backward(
     dy5 = dy.reshape(x5.shape)
     gamma = np.ones((G, Cg)) if cache.gamma is None else cache.gamma.reshape(G, Cg)
     size = x5.size
-    sums = _moments._pick(kb.groups_grad_sums, kb.groups_grad_sums_serial, size)
+    sums = _moments._pick(cpu.groups_grad_sums, cpu.groups_grad_sums_serial, size)
     # Each task keeps its own per-channel sums: at most 1/16 of its share of
     # the data, or they would cost more than the data when the channels are
     # many and the samples few (layer norm over whole images).
@@ -900,7 +899,7 @@ def _per_sample_backward(
     m = S1 * Cg * S2
     inv = cache.inv_std
     dx5 = np.empty_like(x5)
-    kernel = _moments._pick(kb.groups_grad_dx, kb.groups_grad_dx_serial, size)
+    kernel = _moments._pick(cpu.groups_grad_dx, cpu.groups_grad_dx_serial, size)
     kernel(x5, dy5, cache.mean, inv, gamma, inv * a / m, inv**3 * b / m, dx5)
     dtype = x5.dtype
     return (
