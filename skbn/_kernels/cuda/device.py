@@ -39,6 +39,17 @@ def device_functions(by_row, masked, weighted):
         return float(x[fixed, i])
 
     @cuda.jit(device=True)
+    def load4(x, fixed, i, step):
+        # Four independent loads keep enough bytes in flight for one thread
+        # that walks a long strided sequence.
+        return (
+            load(x, fixed, i),
+            load(x, fixed, i + step),
+            load(x, fixed, i + 2 * step),
+            load(x, fixed, i + 3 * step),
+        )
+
+    @cuda.jit(device=True)
     def store(out, fixed, i, y):
         if by_row:
             out[i, fixed] = y
@@ -73,13 +84,8 @@ def device_functions(by_row, masked, weighted):
         s = 0.0
         q = 0.0
         i = start
-        # Four independent loads per iteration keep enough bytes in flight
-        # for one thread that walks a long strided sequence.
         while i + 3 * step < stop:
-            v0 = load(x, fixed, i)
-            v1 = load(x, fixed, i + step)
-            v2 = load(x, fixed, i + 2 * step)
-            v3 = load(x, fixed, i + 3 * step)
+            v0, v1, v2, v3 = load4(x, fixed, i, step)
             if weighted:
                 w0 = w[i]
                 w1 = w[i + step]
@@ -104,10 +110,7 @@ def device_functions(by_row, masked, weighted):
         input was infinite (NaN passes through: it is allowed)."""
         i = start
         while i + 3 * step < stop:
-            v0 = load(x, fixed, i)
-            v1 = load(x, fixed, i + step)
-            v2 = load(x, fixed, i + 2 * step)
-            v3 = load(x, fixed, i + 3 * step)
+            v0, v1, v2, v3 = load4(x, fixed, i, step)
             bad |= math.isinf(v0) | math.isinf(v1) | math.isinf(v2) | math.isinf(v3)
             store(out, fixed, i, (v0 - m) * a + b)
             store(out, fixed, i + step, (v1 - m) * a + b)
@@ -121,7 +124,7 @@ def device_functions(by_row, masked, weighted):
             i += step
         return bad
 
-    return first, sums, affine, load, store
+    return first, sums, affine, load, store, load4
 
 
 @cuda.jit(device=True)
@@ -163,3 +166,40 @@ def tree_merge(sn, sm, sq, me, slot, stride, count):
             )
         step *= 2
     cuda.syncthreads()
+
+
+@cuda.jit(device=True)
+def rows_place(cb, rp, n_rows, d, chunks):
+    """A rows-layout thread's place: ``(tid, r, j, chunk, active, start, stop)``.
+
+    Thread ``tid`` of the block owns column ``j`` and walks rows ``start,
+    start + rp, ...`` below ``stop``, row ``r`` of the block's ``rp`` rows
+    within row chunk ``chunk``; ``active`` is False for a thread past the
+    last column or the block's rows.
+    """
+    tid = cuda.threadIdx.x
+    r = tid // cb
+    j = cuda.blockIdx.x * cb + tid % cb
+    chunk = cuda.blockIdx.y
+    r0 = chunk * n_rows // chunks
+    r1 = (chunk + 1) * n_rows // chunks
+    return tid, r, j, chunk, r < rp and j < d, r0 + r, r1
+
+
+@cuda.jit(device=True)
+def segments_place(it, rp, c, k_per, n_rows, chunks):
+    """A segments-layout thread's place: ``(tid, ti, ch, chunk, active, u0,
+    u1)``.
+
+    Thread ``tid`` of the block reads inner offset ``ti`` of the units
+    ``u0, u0 + rp, ...`` below ``u1`` of channel ``ch`` (see
+    :func:`segments_unit`) in chunk ``chunk``; ``active`` is False for a
+    thread past the block's units.
+    """
+    tid = cuda.threadIdx.x
+    ru = tid // it
+    chunk = cuda.blockIdx.y
+    units = n_rows // c * k_per
+    u0 = chunk * units // chunks + ru
+    u1 = (chunk + 1) * units // chunks
+    return tid, tid % it, cuda.blockIdx.x, chunk, ru < rp, u0, u1

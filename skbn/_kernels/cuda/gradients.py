@@ -7,14 +7,8 @@ import numpy as np
 from numba import cuda, float64
 
 from ... import _config
-from .device import device_functions, segments_unit
-from .launch import (
-    configured,
-    grid_chunks,
-    rows_grid,
-    segments_grid,
-    workspace,
-)
+from .device import device_functions, rows_place, segments_place, segments_unit
+from .launch import configured, grid_chunks, rows_grid, segments_grid, workspace
 
 # -- backward ---------------------------------------------------------------------
 #
@@ -27,20 +21,14 @@ from .launch import (
 
 @cache
 def _grad_functions(by_row):
-    _, _, _, load, store = device_functions(by_row, False, False)
+    _, _, _, load, store, load4 = device_functions(by_row, False, False)
 
     @cuda.jit(device=True)
     def sums(x, dy, fixed, start, stop, step, m, s, q):
         i = start
         while i + 3 * step < stop:
-            g0 = load(dy, fixed, i)
-            g1 = load(dy, fixed, i + step)
-            g2 = load(dy, fixed, i + 2 * step)
-            g3 = load(dy, fixed, i + 3 * step)
-            x0 = load(x, fixed, i)
-            x1 = load(x, fixed, i + step)
-            x2 = load(x, fixed, i + 2 * step)
-            x3 = load(x, fixed, i + 3 * step)
+            g0, g1, g2, g3 = load4(dy, fixed, i, step)
+            x0, x1, x2, x3 = load4(x, fixed, i, step)
             s += (g0 + g1) + (g2 + g3)
             q += (g0 * (x0 - m) + g1 * (x1 - m)) + (g2 * (x2 - m) + g3 * (x3 - m))
             i += 4 * step
@@ -82,21 +70,15 @@ def rows_grad_sums_kernel(tpb):
 
     @cuda.jit
     def kernel(x, dy, coef, cb, rp, part):
+        n_rows, d = x.shape
+        tid, r, j, chunk, active, start, stop = rows_place(
+            cb, rp, n_rows, d, part.shape[2]
+        )
         ss = cuda.shared.array(tpb, float64)
         sq = cuda.shared.array(tpb, float64)
-        tid = cuda.threadIdx.x
-        c = tid % cb
-        r = tid // cb
-        j = cuda.blockIdx.x * cb + c
-        chunk = cuda.blockIdx.y
-        n_rows, d = x.shape
-        chunks = part.shape[2]
-        s = 0.0
-        q = 0.0
-        if r < rp and j < d:
-            r0 = chunk * n_rows // chunks
-            r1 = (chunk + 1) * n_rows // chunks
-            s, q = sums(x, dy, j, r0 + r, r1, rp, coef[0, j], 0.0, 0.0)
+        s = q = 0.0
+        if active:
+            s, q = sums(x, dy, j, start, stop, rp, coef[0, j], 0.0, 0.0)
         ss[tid] = s
         sq[tid] = q
         _tree_sum(ss, sq, r, tid, cb, rp)
@@ -114,22 +96,15 @@ def segments_grad_sums_kernel(tpb):
 
     @cuda.jit
     def kernel(x, dy, coef, c, it, rp, seg, k_per, part):
+        tid, ti, ch, chunk, active, u0, u1 = segments_place(
+            it, rp, c, k_per, x.shape[0], part.shape[2]
+        )
         ss = cuda.shared.array(tpb, float64)
         sq = cuda.shared.array(tpb, float64)
-        tid = cuda.threadIdx.x
-        ti = tid % it
-        ru = tid // it
-        ch = cuda.blockIdx.x
-        chunk = cuda.blockIdx.y
-        chunks = part.shape[2]
-        units = x.shape[0] // c * k_per
-        s = 0.0
-        q = 0.0
-        if ru < rp:
+        s = q = 0.0
+        if active:
             m = coef[0, ch]
-            u0 = chunk * units // chunks
-            u1 = (chunk + 1) * units // chunks
-            for u in range(u0 + ru, u1, rp):
+            for u in range(u0, u1, rp):
                 row, _, i0, i1 = segments_unit(u, k_per, seg, c, ch, x.shape[1])
                 s, q = sums(x, dy, row, i0 + ti, i1, it, m, s, q)
         ss[tid] = s
@@ -187,36 +162,23 @@ _segments_dx = _grad_functions(False)[1]
 @cuda.jit
 def rows_grad_dx(x, dy, coef, cb, rp, chunks, out):
     """``out = a * dy - b * (x - mean) - c`` per column (``coef`` rows)."""
-    tid = cuda.threadIdx.x
-    c = tid % cb
-    r = tid // cb
-    j = cuda.blockIdx.x * cb + c
-    chunk = cuda.blockIdx.y
     n_rows, d = x.shape
-    if r < rp and j < d:
-        r0 = chunk * n_rows // chunks
-        r1 = (chunk + 1) * n_rows // chunks
+    _, _, j, _, active, start, stop = rows_place(cb, rp, n_rows, d, chunks)
+    if active:
         m = coef[0, j]
-        _rows_dx(x, dy, out, j, r0 + r, r1, rp, m, coef[1, j], coef[2, j], coef[3, j])
+        _rows_dx(x, dy, out, j, start, stop, rp, m, coef[1, j], coef[2, j], coef[3, j])
 
 
 @cuda.jit
 def segments_grad_dx(x, dy, coef, c, it, rp, seg, k_per, chunks, out):
     """:func:`rows_grad_dx` per channel of ``(outer * c, inner)``."""
-    tid = cuda.threadIdx.x
-    ti = tid % it
-    ru = tid // it
-    ch = cuda.blockIdx.x
-    chunk = cuda.blockIdx.y
-    if ru < rp:
-        units = x.shape[0] // c * k_per
-        u0 = chunk * units // chunks
-        u1 = (chunk + 1) * units // chunks
+    _, ti, ch, _, active, u0, u1 = segments_place(it, rp, c, k_per, x.shape[0], chunks)
+    if active:
         m = coef[0, ch]
         a = coef[1, ch]
         b = coef[2, ch]
         cc = coef[3, ch]
-        for u in range(u0 + ru, u1, rp):
+        for u in range(u0, u1, rp):
             row, _, i0, i1 = segments_unit(u, k_per, seg, c, ch, x.shape[1])
             _segments_dx(x, dy, out, row, i0 + ti, i1, it, m, a, b, cc)
 

@@ -11,7 +11,7 @@ import numpy as np
 from numba import cuda
 
 from ... import _config
-from .device import device_functions, segments_unit
+from .device import device_functions, rows_place, segments_place, segments_unit
 from .launch import configured, rows_grid, segments_grid, workspace
 
 _rows_affine_pass = device_functions(True, False, False)[2]
@@ -24,40 +24,27 @@ def rows_affine(x, coef, cb, rp, chunks, out, flag):
 
     ``flag[0]`` is set to 1 when an input is infinite; ``out`` may be ``x``.
     """
-    tid = cuda.threadIdx.x
-    c = tid % cb
-    r = tid // cb
-    j = cuda.blockIdx.x * cb + c
-    chunk = cuda.blockIdx.y
     n_rows, d = x.shape
-    if r < rp and j < d:
-        r0 = chunk * n_rows // chunks
-        r1 = (chunk + 1) * n_rows // chunks
+    _, _, j, _, active, start, stop = rows_place(cb, rp, n_rows, d, chunks)
+    if active:
         m = coef[0, j]
         a = coef[1, j]
         b = coef[2, j]
-        if _rows_affine_pass(x, out, j, r0 + r, r1, rp, m, a, b, False):
+        if _rows_affine_pass(x, out, j, start, stop, rp, m, a, b, False):
             flag[0] = 1.0
 
 
 @cuda.jit
 def segments_affine(x, coef, c, it, rp, seg, k_per, chunks, out, flag):
     """:func:`rows_affine` per channel of ``x`` (outer * c, inner)."""
-    tid = cuda.threadIdx.x
-    ti = tid % it
-    ru = tid // it
-    ch = cuda.blockIdx.x
-    chunk = cuda.blockIdx.y
-    inner = x.shape[1]
-    if ru < rp:
-        units = x.shape[0] // c * k_per
-        u0 = chunk * units // chunks
-        u1 = (chunk + 1) * units // chunks
+    n_rows, inner = x.shape
+    _, ti, ch, _, active, u0, u1 = segments_place(it, rp, c, k_per, n_rows, chunks)
+    if active:
         m = coef[0, ch]
         a = coef[1, ch]
         b = coef[2, ch]
         bad = False
-        for u in range(u0 + ru, u1, rp):
+        for u in range(u0, u1, rp):
             row, _, i0, i1 = segments_unit(u, k_per, seg, c, ch, inner)
             bad = _segments_affine_pass(x, out, row, i0 + ti, i1, it, m, a, b, bad)
         if bad:

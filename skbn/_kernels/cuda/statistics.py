@@ -13,16 +13,12 @@ from .device import (
     chan_merge,
     device_functions,
     moments_of,
+    rows_place,
+    segments_place,
     segments_unit,
     tree_merge,
 )
-from .launch import (
-    configured,
-    grid_chunks,
-    rows_grid,
-    segments_grid,
-    workspace,
-)
+from .launch import configured, grid_chunks, rows_grid, segments_grid, workspace
 from .normalize import launch_affine
 
 
@@ -41,20 +37,14 @@ def rows_moments_kernel(tpb, masked, weighted):
         sn = cuda.shared.array(tpb, float64)
         sm = cuda.shared.array(tpb, float64)
         sq = cuda.shared.array(tpb, float64)
-        tid = cuda.threadIdx.x
-        c = tid % cb
-        r = tid // cb
-        j = cuda.blockIdx.x * cb + c
-        chunk = cuda.blockIdx.y
         n_rows, d = x.shape
-        chunks = part.shape[2]
-        r0 = chunk * n_rows // chunks
-        r1 = (chunk + 1) * n_rows // chunks
+        tid, r, j, chunk, active, start, r1 = rows_place(
+            cb, rp, n_rows, d, part.shape[2]
+        )
         na = 0.0
         ma = 0.0
         qa = 0.0
-        if r < rp and j < d:
-            start = r0 + r
+        if active:
             _, k = first(x, j, start, r1, rp)
             na, s, q = sums(x, j, w, start, r1, rp, k)
             ma, qa, redo = moments_of(na, s, q, k)
@@ -113,19 +103,13 @@ def segments_moments_kernel(tpb, masked, weighted):
         sn = cuda.shared.array(tpb, float64)
         sm = cuda.shared.array(tpb, float64)
         sq = cuda.shared.array(tpb, float64)
-        tid = cuda.threadIdx.x
-        ti = tid % it
-        ru = tid // it
-        ch = cuda.blockIdx.x
-        chunk = cuda.blockIdx.y
-        chunks = part.shape[2]
-        units = x.shape[0] // c * k_per
-        u0 = chunk * units // chunks + ru
-        u1 = (chunk + 1) * units // chunks
+        tid, ti, ch, chunk, active, u0, u1 = segments_place(
+            it, rp, c, k_per, x.shape[0], part.shape[2]
+        )
         na = 0.0
         ma = 0.0
         qa = 0.0
-        if ru < rp:
+        if active:
             k = thread_first(x, c, ch, u0, u1, rp, k_per, seg, ti, it)
             na, s, q = thread_sums(x, w, c, ch, u0, u1, rp, k_per, seg, ti, it, k)
             ma, qa, redo = moments_of(na, s, q, k)
