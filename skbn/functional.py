@@ -12,7 +12,7 @@ and ``beta``::
 The statistics come from :func:`skbn._moments.moments`, the routine that
 :class:`~skbn.BatchNormalizer` uses too: mergeable moments accumulated in
 float64, bit-identical for any thread count.  The backward pass is the closed
-form (see :mod:`skbn._kernels.backward`): one reduction and one fused pass
+form (see :mod:`skbn._kernels.cpu.backward`): one reduction and one fused pass
 over ``x`` and ``dy``, in float64 whatever the dtype.
 
 The cache holds a reference to ``x`` (not a copy, as PyTorch's autograd

@@ -14,7 +14,6 @@ input had none) is a bug.  Run under atheris (coverage-guided)::
 
 import importlib.util
 import os
-import pkgutil
 import sys
 import tempfile
 import warnings
@@ -25,8 +24,17 @@ import numpy as np
 def _kernel_modules():
     """Every module of ``skbn._kernels``, found without importing skbn."""
     (root,) = importlib.util.find_spec("skbn").submodule_search_locations
-    found = pkgutil.iter_modules([os.path.join(root, "_kernels")])
-    return ["skbn._kernels", *(f"skbn._kernels.{m.name}" for m in found)]
+    base = os.path.join(root, "_kernels")
+    names = []
+    for folder, _, files in os.walk(base):
+        rel = os.path.relpath(folder, base)
+        package = "skbn._kernels" + (
+            "" if rel == "." else "." + rel.replace(os.sep, ".")
+        )
+        for f in files:
+            if f.endswith(".py"):
+                names.append(package if f == "__init__.py" else f"{package}.{f[:-3]}")
+    return sorted(names)
 
 
 if __name__ == "__main__":

@@ -32,8 +32,9 @@ def test_read_only_package_caches_to_user_dir(tmp_path):
     # Permission bits do not stop root (CI runs as root): a plain file named
     # __pycache__ makes the in-tree cache folder impossible for anyone.
     kernels = pkg / "_kernels"
-    kernels.chmod(kernels.stat().st_mode | stat.S_IWUSR)
-    (kernels / "__pycache__").write_text("")
+    for folder in [kernels, *(p for p in kernels.iterdir() if p.is_dir())]:
+        folder.chmod(folder.stat().st_mode | stat.S_IWUSR)
+        (folder / "__pycache__").write_text("")
     home = tmp_path / "home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}

@@ -251,16 +251,16 @@ def test_workspace_is_reused_per_shape(rng):
     from skbn._kernels import cuda as kernels
 
     bn = BatchNormalizer().fit(dev(data(rng, (9, 3))))
-    kernels._reuse.__dict__.pop("slots", None)
+    kernels.reuse.__dict__.pop("slots", None)
     X = dev(data(rng, (9, 3)))
     first = bn.transform(X)
-    (ws,) = kernels._reuse.slots.values()
+    (ws,) = kernels.reuse.slots.values()
     second = bn.transform(X)
-    assert kernels._reuse.slots[next(iter(kernels._reuse.slots))] is ws
+    assert kernels.reuse.slots[next(iter(kernels.reuse.slots))] is ws
     assert_array_equal(host(first), host(second))
-    for d in range(4, 4 + 2 * kernels._REUSE_SLOTS):
+    for d in range(4, 4 + 2 * kernels.REUSE_SLOTS):
         BatchNormalizer().fit(dev(data(rng, (9, d))))
-    assert len(kernels._reuse.slots) == kernels._REUSE_SLOTS
+    assert len(kernels.reuse.slots) == kernels.REUSE_SLOTS
 
 
 # -- the estimator on device arrays ------------------------------------------------

@@ -42,7 +42,7 @@ REGRESSIONS = [
     # np.load as bytes: AttributeError on raw.dtype; fixed in _state.
     ("state", b"\x1a\xff\n\x00\x00\x00\x00\x00\x08\x00\x00\x00\x00\x00\x00"),
     # atheris: NaN payloads next to huge values: inf * 0 = NaN in chan_merge
-    # for |mean| > 1.3e154 with an empty side; fixed in skbn/_kernels/cpu.py.
+    # for |mean| > 1.3e154 with an empty side; fixed in skbn/_kernels/cpu/formulas.py.
     ("estimator", b"0\xff0\xf6\x7fz"),
     # hypothesis: X = [[1.76e156]] gave a NaN variance (the same bug).
     ("estimator", b"\x00\x00\x00`"),

@@ -705,8 +705,6 @@ def test_lane_sums_at_chunk_boundaries(rng, inner, dtype):
 
 @pytest.mark.parametrize("inner", LANE_RUNS)
 def test_grad_lane_sums_at_chunk_boundaries(rng, inner):
-    from skbn._kernels import backward as kb
-
     x = make_data(rng, (2, 3, inner), np.float32)
     dy = rng.normal(size=x.shape).astype(np.float32)
     mean = rng.normal(100.0, 1.0, size=3)
@@ -716,7 +714,7 @@ def test_grad_lane_sums_at_chunk_boundaries(rng, inner):
     q_ref = (dy64 * (x64 - mean[None, :, None])).sum(axis=(0, 2))
     tol = 1e-9 * (np.abs(dy64) * (1.0 + np.abs(x64 - mean[None, :, None]))).sum()
     for name in ("segments_grad_sums", "segments_grad_sums_serial"):
-        s, q = getattr(kb, name)(x, dy, mean, 8192, 2)
+        s, q = getattr(cpu, name)(x, dy, mean, 8192, 2)
         assert_allclose(s, s_ref, rtol=0, atol=tol)
         assert_allclose(q, q_ref, rtol=0, atol=tol)
     # Layer norm's view (N, 1, 1, features, 1): the sums run over the
@@ -726,7 +724,7 @@ def test_grad_lane_sums_at_chunk_boundaries(rng, inner):
     m5 = x5.mean(axis=(1, 3, 4)).reshape(6, 1)
     rs = np.ones((6, 1))
     gamma = rng.uniform(0.5, 2.0, size=(1, inner))
-    a, b, dg, db = kb.groups_grad_sums(x5, dy5, m5, rs, gamma, 2)
+    a, b, dg, db = cpu.groups_grad_sums(x5, dy5, m5, rs, gamma, 2)
     g = dy5[:, 0, 0, :, 0] * gamma[0]
     xc = x5[:, 0, 0, :, 0] - m5
     assert_allclose(a[:, 0], g.sum(axis=1), rtol=1e-12, atol=1e-9 * np.abs(g).sum())

@@ -22,7 +22,10 @@ from .._kernels import cpu
 from .._validation import FLOAT_TYPES, validate_sample_weight, validate_X
 
 NAME = "numpy"
-WRITE_NOTHING, WRITE_BY_BATCH, WRITE_BY_RUNNING = 0, 1, 2
+# What a training step writes (see skbn._kernels.cpu.small_train).
+WRITE_NOTHING = cpu.WRITE_NOTHING
+WRITE_BY_BATCH = cpu.WRITE_BY_BATCH
+WRITE_BY_RUNNING = cpu.WRITE_BY_RUNNING
 
 # Inputs below this many elements may take the small-batch path; larger ones
 # are bound by memory, not by overhead.

@@ -333,6 +333,7 @@ def ema_update(running_mean, running_var, seen, batch, momentum):
 
 
 def momentum_code(momentum):
-    """``momentum`` as the kernels take it: a float, ``-1.0`` for ``None``
-    (pooled statistics, see :func:`skbn._kernels.cpu.ema_update`)."""
-    return -1.0 if momentum is None else float(momentum)
+    """``momentum`` as the kernels take it: a float, or
+    :data:`skbn._kernels.cpu.MOMENTUM_POOLED` for ``None`` (pooled
+    statistics, see :func:`skbn._kernels.cpu.ema_update`)."""
+    return cpu.MOMENTUM_POOLED if momentum is None else float(momentum)

@@ -14,7 +14,6 @@ import math
 import numpy as np
 
 from .. import _config
-from .._kernels import backward as kb
 from .._kernels import cpu
 from . import plan
 from .moments import (
@@ -379,9 +378,9 @@ def grad_sums(x3, dy3, mean):
     if inner > 1:
         seg = _config.SEGMENT_LEN
         units = outer * d * ((inner + seg - 1) // seg)
-        kernel = plan.pick(kb.segments_grad_sums, kb.segments_grad_sums_serial, size)
+        kernel = plan.pick(cpu.segments_grad_sums, cpu.segments_grad_sums_serial, size)
         return kernel(x3, dy3, mean, seg, plan.n_tasks(size, units))
-    kernel = plan.pick(kb.rows_grad_sums, kb.rows_grad_sums_serial, size)
+    kernel = plan.pick(cpu.rows_grad_sums, cpu.rows_grad_sums_serial, size)
 
     def run(x2, g2, m):
         block = plan.block_rows(x2.shape[1], x2.itemsize)
@@ -395,7 +394,7 @@ def grad_sums(x3, dy3, mean):
     if wide is None:
         return rest
     # Few features: the k partial sums of each feature are added in order.
-    s, q = (kb.sum_tasks(a.reshape(k, d)) for a in wide)
+    s, q = (cpu.sum_tasks(a.reshape(k, d)) for a in wide)
     if rest is not None:
         s, q = s + rest[0], q + rest[1]
     return s, q
@@ -411,10 +410,10 @@ def grad_dx(x3, dy3, mean, a, b, c, out3):
     """
     outer, d, inner = x3.shape
     if inner > 1:
-        kernel = plan.pick(kb.segments_grad_dx, kb.segments_grad_dx_serial, x3.size)
+        kernel = plan.pick(cpu.segments_grad_dx, cpu.segments_grad_dx_serial, x3.size)
         kernel(x3, dy3, mean, a, b, c, out3)
         return
-    kernel = plan.pick(kb.rows_grad_dx, kb.rows_grad_dx_serial, x3.size)
+    kernel = plan.pick(cpu.rows_grad_dx, cpu.rows_grad_dx_serial, x3.size)
 
     def run(x2, g2, o2, mean, a, b, c):
         kernel(x2, g2, mean, a, b, c, o2, plan.block_rows(x2.shape[1], x2.itemsize))

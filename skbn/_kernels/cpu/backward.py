@@ -1,7 +1,7 @@
 """Numba kernels of the training path: the backward passes and the
 per-sample (layer, group, instance) normalize step.
 
-Like :mod:`skbn._kernels.cpu`, every kernel takes validated, C-contiguous
+Like the other CPU kernels, every kernel takes validated, C-contiguous
 arrays and checks nothing; :mod:`skbn.functional` validates, chooses the
 layout and allocates.  Mean and variance are never computed here: they come
 from :func:`skbn._moments.moments`, the one implementation shared by every
@@ -24,7 +24,7 @@ row per task and add the tasks in order, so that results are bit-identical
 for any thread count (the task count depends on the shape only, see
 ``skbn._config``).
 
-Layouts, as in :mod:`skbn._kernels.cpu`:
+Layouts, as in the moment kernels:
 
 * rows ``(n, d)`` and segments ``(outer, c, inner)`` for batch norm, with the
   statistics per column / channel;
@@ -38,57 +38,9 @@ Layouts, as in :mod:`skbn._kernels.cpu`:
 import numpy as np
 from numba import njit, prange
 
-from .cpu import (
-    LANES,
-    SUMS_JIT,
-    _serial_twin,
-    _task_range,
-    fold_lanes,
-    rows_moments_serial,
-    segment_unit,
-    segments_moments_serial,
-)
-
-
-@njit(inline="always", **SUMS_JIT)
-def _grad_lane_sums(dy, x, m, la, lb):
-    """``(sum(dy), sum(dy * (x - m)))`` of the runs ``dy`` and ``x``, summed
-    in an order fixed by the code: the lanes of
-    :func:`skbn._kernels.cpu.fold_lanes`, two chunks per sweep, then the
-    tail in index order.  Every kernel of this module runs without
-    ``reassoc`` (``SUMS_JIT``): under it the optimizer may order a sum, or
-    regroup a formula such as ``k * dy - p - q * (x - m)``, differently in
-    the copy that a load from Numba's cache runs."""
-    n = dy.shape[0]
-    width = la.shape[0]
-    la[:] = 0.0
-    lb[:] = 0.0
-    m2 = n - n % (2 * width)
-    for i0 in range(0, m2, 2 * width):
-        g0 = dy[i0 : i0 + width]
-        g1 = dy[i0 + width : i0 + 2 * width]
-        x0 = x[i0 : i0 + width]
-        x1 = x[i0 + width : i0 + 2 * width]
-        for j in range(width):
-            a0 = g0[j] * 1.0
-            a1 = g1[j] * 1.0
-            la[j] += a0 + a1
-            lb[j] += a0 * (x0[j] - m) + a1 * (x1[j] - m)
-    m1 = n - n % width
-    for i0 in range(m2, m1, width):
-        g0 = dy[i0 : i0 + width]
-        x0 = x[i0 : i0 + width]
-        for j in range(width):
-            a0 = g0[j] * 1.0
-            la[j] += a0
-            lb[j] += a0 * (x0[j] - m)
-    s = fold_lanes(la)
-    q = fold_lanes(lb)
-    for i in range(m1, n):
-        a0 = dy[i] * 1.0
-        s += a0
-        q += a0 * (x[i] - m)
-    return s, q
+from .common import SUMS_JIT, segment_unit, serial_twin, task_range
+from .lanes import LANES, grad_lane_sums, scaled_grad_lane_sums
+from .moments import rows_moments_serial, segments_moments_serial
 
 
 @njit(**SUMS_JIT)
@@ -140,32 +92,6 @@ def chunked_moments(x, chunk, seg_len, transpose):
 # -- batch norm: rows (n, d) -----------------------------------------------------
 
 
-@njit(inline="always", **SUMS_JIT)
-def _scaled_grad_lane_sums(dy, x, m, w, la, lb):
-    """``(sum(dy * w), sum(dy * w * (x - m)))`` in the order of
-    :func:`_grad_lane_sums` (one chunk per sweep)."""
-    n = dy.shape[0]
-    width = la.shape[0]
-    la[:] = 0.0
-    lb[:] = 0.0
-    m1 = n - n % width
-    for i0 in range(0, m1, width):
-        g0 = dy[i0 : i0 + width]
-        x0 = x[i0 : i0 + width]
-        w0 = w[i0 : i0 + width]
-        for j in range(width):
-            a0 = g0[j] * w0[j]
-            la[j] += a0
-            lb[j] += a0 * (x0[j] - m)
-    s = fold_lanes(la)
-    q = fold_lanes(lb)
-    for i in range(m1, n):
-        a0 = dy[i] * w[i]
-        s += a0
-        q += a0 * (x[i] - m)
-    return s, q
-
-
 @njit(parallel=True, **SUMS_JIT)
 def rows_grad_sums(x, dy, mean, block, n_tasks):
     """Per-column ``sum(dy)`` and ``sum(dy * (x - mean))`` of (n, d) arrays."""
@@ -174,7 +100,7 @@ def rows_grad_sums(x, dy, mean, block, n_tasks):
     s_part = np.zeros((n_tasks, d))
     q_part = np.zeros((n_tasks, d))
     for t in prange(n_tasks):
-        b0, b1 = _task_range(t, n_tasks, n_blocks)
+        b0, b1 = task_range(t, n_tasks, n_blocks)
         s = np.empty(d)
         q = np.empty(d)
         for b in range(b0, b1):
@@ -233,12 +159,12 @@ def segments_grad_sums(x, dy, mean, seg_len, n_tasks):
     s_part = np.zeros((n_tasks, c))
     q_part = np.zeros((n_tasks, c))
     for t in prange(n_tasks):
-        u0, u1 = _task_range(t, n_tasks, n_units)
+        u0, u1 = task_range(t, n_tasks, n_units)
         la = np.empty(LANES)
         lb = np.empty(LANES)
         for u in range(u0, u1):
             o, ch, i0, i1 = segment_unit(u, k_per, c, seg_len, inner)
-            s, q = _grad_lane_sums(dy[o, ch, i0:i1], x[o, ch, i0:i1], mean[ch], la, lb)
+            s, q = grad_lane_sums(dy[o, ch, i0:i1], x[o, ch, i0:i1], mean[ch], la, lb)
             s_part[t, ch] += s
             q_part[t, ch] += q
     return sum_tasks(s_part), sum_tasks(q_part)
@@ -314,7 +240,7 @@ def groups_grad_sums(x, dy, mean, inv_std, gamma, n_tasks):
     dg_part = np.zeros((n_tasks, G, Cg))
     db_part = np.zeros((n_tasks, G, Cg))
     for t in prange(n_tasks):
-        n0, n1 = _task_range(t, n_tasks, N)
+        n0, n1 = task_range(t, n_tasks, N)
         dg = dg_part[t]
         db = db_part[t]
         la = np.empty(LANES)
@@ -334,12 +260,12 @@ def groups_grad_sums(x, dy, mean, inv_std, gamma, n_tasks):
                             xc = x[n, s1, g, ch, 0] - m
                             dg[g, ch] += v * xc * rs
                             db[g, ch] += v
-                        acc_a, acc_b = _scaled_grad_lane_sums(
+                        acc_a, acc_b = scaled_grad_lane_sums(
                             dy[n, s1, g, :, 0], x[n, s1, g, :, 0], m, gamma[g], la, lb
                         )
                     else:
                         for ch in range(Cg):
-                            sv, sq = _grad_lane_sums(
+                            sv, sq = grad_lane_sums(
                                 dy[n, s1, g, ch], x[n, s1, g, ch], m, la, lb
                             )
                             acc_a += sv * gamma[g, ch]
@@ -379,13 +305,11 @@ def groups_grad_dx(x, dy, mean, inv_std, gamma, p, q, out):
                         )
 
 
-chunked_moments_serial = _serial_twin(chunked_moments, "chunked_moments_serial")
-rows_grad_sums_serial = _serial_twin(rows_grad_sums, "rows_grad_sums_serial")
-rows_grad_dx_serial = _serial_twin(rows_grad_dx, "rows_grad_dx_serial")
-segments_grad_sums_serial = _serial_twin(
-    segments_grad_sums, "segments_grad_sums_serial"
-)
-segments_grad_dx_serial = _serial_twin(segments_grad_dx, "segments_grad_dx_serial")
-groups_affine_serial = _serial_twin(groups_affine, "groups_affine_serial")
-groups_grad_sums_serial = _serial_twin(groups_grad_sums, "groups_grad_sums_serial")
-groups_grad_dx_serial = _serial_twin(groups_grad_dx, "groups_grad_dx_serial")
+chunked_moments_serial = serial_twin(chunked_moments, "chunked_moments_serial")
+rows_grad_sums_serial = serial_twin(rows_grad_sums, "rows_grad_sums_serial")
+rows_grad_dx_serial = serial_twin(rows_grad_dx, "rows_grad_dx_serial")
+segments_grad_sums_serial = serial_twin(segments_grad_sums, "segments_grad_sums_serial")
+segments_grad_dx_serial = serial_twin(segments_grad_dx, "segments_grad_dx_serial")
+groups_affine_serial = serial_twin(groups_affine, "groups_affine_serial")
+groups_grad_sums_serial = serial_twin(groups_grad_sums, "groups_grad_sums_serial")
+groups_grad_dx_serial = serial_twin(groups_grad_dx, "groups_grad_dx_serial")

@@ -1,0 +1,183 @@
+"""Numba CPU kernels, split by job.
+
+Every kernel takes validated, C-contiguous float32/float64 arrays and checks
+nothing; the wrappers in :mod:`skbn._moments` validate, choose the layout and
+allocate.  Two layouts cover every supported input without copying it:
+
+* rows ``(n, d)``: statistics per column (2-D data, channels-last images);
+* segments ``(outer, c, inner)``: statistics per channel over ``outer`` and
+  ``inner`` (``axis=1`` on ``(N, C, H, W)``, Fortran-ordered 2-D data seen
+  through its transpose).
+
+Moments are ``(count, mean, M2)`` per feature, accumulated in float64 whatever
+the input dtype.  Each cache-resident block is reduced on its own (two-pass,
+or shifted sums with an exactness guard, see :func:`rows_moments`; never the
+cancelling ``E[x^2] - E[x]^2``) and blocks are then combined with the pairwise
+update of Chan, Golub and LeVeque (1979)::
+
+    n     = n_a + n_b
+    delta = mean_b - mean_a
+    mean  = mean_a + delta * n_b / n
+    M2    = M2_a + M2_b + delta**2 * n_a * n_b / n
+
+The work is cut into a number of tasks that depends on the shape only (see
+``skbn._config``); each task merges its blocks in order and the tasks are
+merged in order, so results are bit-identical for any thread count.
+
+Modules:
+
+* :mod:`.common`: the JIT option dicts, the serial twins, task ranges;
+* :mod:`.formulas`: the per-block and per-feature formulas (merges, a
+  block's M2, the coefficients, the running-statistics update);
+* :mod:`.lanes`: sums along a run in explicit lanes;
+* :mod:`.moments`: the moment kernels of every layout, dense and masked;
+* :mod:`.affine`: the normalize step;
+* :mod:`.small`: one compiled call per small batch;
+* :mod:`.backward`: the backward passes and the per-sample normalize step.
+
+The public names of all of them are exported here.
+"""
+
+from .affine import (
+    rows_affine,
+    rows_affine_serial,
+    segments_affine,
+    segments_affine_serial,
+)
+from .backward import (
+    chunked_moments,
+    chunked_moments_serial,
+    groups_affine,
+    groups_affine_serial,
+    groups_grad_dx,
+    groups_grad_dx_serial,
+    groups_grad_sums,
+    groups_grad_sums_serial,
+    rows_grad_dx,
+    rows_grad_dx_serial,
+    rows_grad_sums,
+    rows_grad_sums_serial,
+    segments_grad_dx,
+    segments_grad_dx_serial,
+    segments_grad_sums,
+    segments_grad_sums_serial,
+    sum_tasks,
+)
+from .common import (
+    IEEE,
+    JIT,
+    SUMS_JIT,
+    segment_unit,
+    serial_twin,
+    task_range,
+)
+from .formulas import (
+    MOMENTUM_POOLED,
+    absolute_means,
+    all_finite,
+    chan_merge,
+    coefficients,
+    corrected_m2,
+    ema_update,
+    exact_sub,
+    exact_sub_into,
+    merge_moments,
+    merge_task_moments,
+    population_var,
+    ratio,
+    shifted_m2,
+)
+from .lanes import (
+    LANES,
+    fold_lanes,
+    grad_lane_sums,
+    lane_sums,
+    masked_lane_sums,
+    scaled_grad_lane_sums,
+)
+from .moments import (
+    channels_moments,
+    channels_moments_serial,
+    rows_moments,
+    rows_moments_masked,
+    rows_moments_masked_serial,
+    rows_moments_serial,
+    segments_moments,
+    segments_moments_masked,
+    segments_moments_masked_serial,
+    segments_moments_serial,
+    shift_reference,
+)
+from .small import (
+    WRITE_BY_BATCH,
+    WRITE_BY_RUNNING,
+    WRITE_NOTHING,
+    small_apply,
+    small_train,
+)
+
+__all__ = [
+    "IEEE",
+    "JIT",
+    "LANES",
+    "MOMENTUM_POOLED",
+    "SUMS_JIT",
+    "WRITE_BY_BATCH",
+    "WRITE_BY_RUNNING",
+    "WRITE_NOTHING",
+    "absolute_means",
+    "all_finite",
+    "chan_merge",
+    "channels_moments",
+    "channels_moments_serial",
+    "chunked_moments",
+    "chunked_moments_serial",
+    "coefficients",
+    "corrected_m2",
+    "ema_update",
+    "exact_sub",
+    "exact_sub_into",
+    "fold_lanes",
+    "grad_lane_sums",
+    "groups_affine",
+    "groups_affine_serial",
+    "groups_grad_dx",
+    "groups_grad_dx_serial",
+    "groups_grad_sums",
+    "groups_grad_sums_serial",
+    "lane_sums",
+    "masked_lane_sums",
+    "merge_moments",
+    "merge_task_moments",
+    "population_var",
+    "ratio",
+    "rows_affine",
+    "rows_affine_serial",
+    "rows_grad_dx",
+    "rows_grad_dx_serial",
+    "rows_grad_sums",
+    "rows_grad_sums_serial",
+    "rows_moments",
+    "rows_moments_masked",
+    "rows_moments_masked_serial",
+    "rows_moments_serial",
+    "scaled_grad_lane_sums",
+    "segment_unit",
+    "segments_affine",
+    "segments_affine_serial",
+    "segments_grad_dx",
+    "segments_grad_dx_serial",
+    "segments_grad_sums",
+    "segments_grad_sums_serial",
+    "segments_moments",
+    "segments_moments_masked",
+    "segments_moments_masked_serial",
+    "segments_moments_serial",
+    "serial_twin",
+    "shift_reference",
+    "shifted_m2",
+    "small_apply",
+    "small_train",
+    "sum_tasks",
+    "task_range",
+]
