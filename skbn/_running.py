@@ -172,23 +172,17 @@ class RunningStatsMixin:
         else:
             gamma, beta = self._effective_affine()
         eps = float(self.eps)
-        plain = self.renorm is None and self.virtual_batch_size is None
-        prior = None if reset else (self.running_mean_, self.running_var_)
         y = None
-        if output == WRITE_BY_BATCH and plain:
-            batch, y = backend.train_forward(
-                layout, sample_weight, gamma, beta, eps, names
-            )
-        else:
-            batch = backend.moments(layout, sample_weight, names)
-        if reset:
-            self._start(n_features, layout.axes, len(layout.shape))
-        self._fold_in(batch, layout.shape[0])
-        if output == WRITE_BY_BATCH and not plain:
+        if output == WRITE_BY_BATCH and (
+            self.renorm is not None or self.virtual_batch_size is not None
+        ):
+            # Batch Renormalization or ghost batches: the moments of each
+            # ghost batch, taken once, normalize it and merge into the batch's.
             vbs = _params.check_virtual_batch_size(
                 self.virtual_batch_size, layout.shape[0], layout.axes
             )
-            y = backend.train_normalize(
+            prior = None if reset else (self.running_mean_, self.running_var_)
+            batch, y = backend.train_normalize(
                 layout,
                 sample_weight,
                 gamma,
@@ -199,7 +193,16 @@ class RunningStatsMixin:
                 vbs,
                 names,
             )
-        elif output == WRITE_BY_RUNNING:
+        elif output == WRITE_BY_BATCH:
+            batch, y = backend.train_forward(
+                layout, sample_weight, gamma, beta, eps, names
+            )
+        else:
+            batch = backend.moments(layout, sample_weight, names)
+        if reset:
+            self._start(n_features, layout.axes, len(layout.shape))
+        self._fold_in(batch, layout.shape[0])
+        if output == WRITE_BY_RUNNING:
             scale, offset = coefficients(self.running_var_, gamma, beta, eps)
             y = backend.normalize(
                 layout, self.running_mean_, scale, offset, None, names

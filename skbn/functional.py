@@ -43,6 +43,7 @@ Examples
 (True, array([128., 128., 128., 128.]))
 """
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -296,9 +297,13 @@ def batch_norm_backward(
 
 
 def _per_sample_forward(
-    kind: Any, x5: Any, perm: Any, shape: Any, gamma: Any, beta: Any, eps: Any
+    kind: str, x: Any, view: Any, gamma: Any, beta: Any, eps: Any
 ) -> tuple[np.ndarray, "PerSampleCache"]:
-    """Shared tail of the per-sample forward functions."""
+    """The per-sample forward functions: ``view(x)`` is ``(x5, perm)``."""
+    x = as_float_array(x, "x")
+    eps = check_eps(eps)
+    shape = x.shape
+    x5, perm = view(x)
     n_ch = x5.shape[2] * x5.shape[3]
     g = affine_vector(gamma, n_ch, "gamma")
     b = affine_vector(beta, n_ch, "beta")
@@ -315,6 +320,10 @@ def _per_sample_forward(
         None if beta is None else np.shape(beta),
     )
     return restore_view(y5, shape, perm), cache
+
+
+def _channels(x: np.ndarray, axis: Any, n_groups: Any) -> tuple[Any, None]:
+    return channel_view(x, axis, n_groups), None
 
 
 def _per_sample_backward(
@@ -384,11 +393,8 @@ def layer_norm_forward(
     array([[-1.2247,  0.    ,  1.2247],
            [-0.7071, -0.7071,  1.4142]])
     """
-    x = as_float_array(x, "x")
-    eps = check_eps(eps)
-    shape = x.shape
-    x5, perm = layer_view(x, axis)
-    return _per_sample_forward("layer_norm", x5, perm, shape, gamma, beta, eps)
+    view = partial(layer_view, axis=axis)
+    return _per_sample_forward("layer_norm", x, view, gamma, beta, eps)
 
 
 def layer_norm_backward(
@@ -472,10 +478,8 @@ def group_norm_forward(
     >>> np.round(y[0, :, 0, 0], 4)  # first pixel of each channel
     array([-1.5275,  0.2182, -1.5275,  0.2182])
     """
-    x = as_float_array(x, "x")
-    eps = check_eps(eps)
-    x5 = channel_view(x, axis, n_groups)
-    return _per_sample_forward("group_norm", x5, None, x.shape, gamma, beta, eps)
+    view = partial(_channels, axis=axis, n_groups=n_groups)
+    return _per_sample_forward("group_norm", x, view, gamma, beta, eps)
 
 
 def group_norm_backward(
@@ -483,18 +487,9 @@ def group_norm_backward(
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Group normalization, backward pass.
 
-    The closed form of :func:`layer_norm_backward`, per sample and group.
-
-    Parameters
-    ----------
-    dy : array-like of the shape of the forward output
-    cache : PerSampleCache
-        From :func:`group_norm_forward`.
-
-    Returns
-    -------
-    dx : ndarray of the shape and dtype of ``x``
-    dgamma, dbeta : ndarray of the shape of ``gamma`` / ``beta``, or None
+    :func:`layer_norm_backward`'s closed form, per sample and group: refer
+    to it for the formula, the arguments and the result.  ``cache`` is the
+    second output of :func:`group_norm_forward`.
 
     Examples
     --------
@@ -551,27 +546,15 @@ def instance_norm_forward(
     array([[[-1.,  1.],
             [-1.,  1.]]])
     """
-    x = as_float_array(x, "x")
-    eps = check_eps(eps)
-    x5 = channel_view(x, axis, None)
-    return _per_sample_forward("instance_norm", x5, None, x.shape, gamma, beta, eps)
+    view = partial(_channels, axis=axis, n_groups=None)
+    return _per_sample_forward("instance_norm", x, view, gamma, beta, eps)
 
 
 def instance_norm_backward(
     dy: ArrayLike, cache: "PerSampleCache"
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """Instance normalization, backward pass.
-
-    Parameters
-    ----------
-    dy : array-like of the shape of the forward output
-    cache : PerSampleCache
-        From :func:`instance_norm_forward`.
-
-    Returns
-    -------
-    dx : ndarray of the shape and dtype of ``x``
-    dgamma, dbeta : ndarray of the shape of ``gamma`` / ``beta``, or None
+    """Instance normalization, backward pass: :func:`group_norm_backward` with
+    one channel per group, for the cache of :func:`instance_norm_forward`.
 
     Examples
     --------

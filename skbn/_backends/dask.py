@@ -68,43 +68,6 @@ class DaskLayout(NamedTuple):
 # -- validation -----------------------------------------------------------------
 
 
-def _validated(X, spec, *, reset):
-    """Check a dask ``X`` without computing it.
-
-    The dask counterpart of :func:`skbn._validation.validate_X`: the same
-    rules and messages, checked on the array's metadata only.
-
-    Parameters
-    ----------
-    X : dask.array.Array
-    spec : skbn._validation.Spec
-    reset : bool
-        True in the first fit.
-
-    Returns
-    -------
-    X : dask.array.Array
-        float32 or float64, with each feature axis in a single chunk.
-    axes : tuple of int
-    n_features : int
-    """
-    if any(np.isnan(s) for s in X.shape):
-        raise ValueError(
-            f"X has unknown chunk sizes (shape {X.shape}); call "
-            "X.compute_chunk_sizes() first."
-        )
-    axes, n_features = validate_metadata(
-        X, X.shape, X.dtype, spec, reset=reset, kind="dask array"
-    )
-    if X.dtype.type not in FLOAT_TYPES:
-        X = X.astype(np.float64)
-    # A block then holds whole features, so that its moments (and an
-    # infinite value's feature index in an error) are those of the full array.
-    if any(X.numblocks[a] > 1 for a in axes):
-        X = X.rechunk({a: -1 for a in axes})
-    return X, axes, n_features
-
-
 def _dask_weights(sample_weight, X, axes):
     """Per-sample weights as a dask array of shape ``(n_samples, 1, ...)``."""
     import dask.array as da
@@ -234,12 +197,36 @@ def moments(layout, sample_weight=None, feature_names=None):
 def validate(X, spec, *, reset):
     """Check a dask ``X`` without computing it.
 
+    The dask counterpart of :func:`skbn._validation.validate_X`: the same
+    rules and messages, checked on the array's metadata only.
+
+    Parameters
+    ----------
+    X : dask.array.Array
+    spec : skbn._validation.Spec
+    reset : bool
+        True in the first fit.
+
     Returns
     -------
     layout : DaskLayout
+        float32 or float64 data, with each feature axis in a single chunk.
     n_features : int
     """
-    X, axes, n_features = _validated(X, spec, reset=reset)
+    if any(np.isnan(s) for s in X.shape):
+        raise ValueError(
+            f"X has unknown chunk sizes (shape {X.shape}); call "
+            "X.compute_chunk_sizes() first."
+        )
+    axes, n_features = validate_metadata(
+        X, X.shape, X.dtype, spec, reset=reset, kind="dask array"
+    )
+    if X.dtype.type not in FLOAT_TYPES:
+        X = X.astype(np.float64)
+    # A block then holds whole features, so that its moments (and an
+    # infinite value's feature index in an error) are those of the full array.
+    if any(X.numblocks[a] > 1 for a in axes):
+        X = X.rechunk({a: -1 for a in axes})
     return DaskLayout(X, axes), n_features
 
 
@@ -347,7 +334,7 @@ def per_sample_transform(X, spec, normalize, *, reset):
     -------
     dask.array.Array
     """
-    X, _, _ = _validated(X, spec, reset=reset)
+    X = validate(X, spec, reset=reset)[0].X
     if any(n > 1 for n in X.numblocks[1:]):
         X = X.rechunk({i: -1 for i in range(1, X.ndim)})
     return X.map_blocks(

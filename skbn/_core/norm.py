@@ -314,12 +314,13 @@ def train_normalize(
     virtual_batch_size,
     feature_names=None,
 ):
-    """Training-mode normalize of one validated batch with ``renorm`` or
-    ``virtual_batch_size``.
+    """Training step of one validated batch with ``renorm`` or
+    ``virtual_batch_size``: its moments, and the batch normalized by them.
 
-    The caller keeps its own running statistics; this only normalizes the
-    batch by the statistics of each (ghost) batch, renormalized when
-    ``renorm`` is given and ``running`` holds the statistics before the batch.
+    The moments of each (ghost) batch are taken once; the batch is normalized
+    by them (renormalized when ``renorm`` is given and ``running`` holds the
+    statistics before the batch), and they are merged, in order, into the
+    moments of the whole batch for the caller's running statistics.
 
     Parameters
     ----------
@@ -336,7 +337,9 @@ def train_normalize(
 
     Returns
     -------
-    ndarray
+    batch : Moments
+        The moments of the whole batch.
+    y : ndarray
         The normalized batch, in the input's shape.
     """
     n = layout.shape[0]
@@ -349,13 +352,12 @@ def train_normalize(
             np.asarray(sample_weight, dtype=np.float64), (n,)
         )
     cut = spans(x3.shape[0], n, virtual_batch_size)
-    stats = SpanStats(
-        cut, span_moments(x3, cut, sample_weight, feature_names), eps, running, renorm
-    )
+    mom = span_moments(x3, cut, sample_weight, feature_names)
+    stats = SpanStats(cut, mom, eps, running, renorm)
     y3 = normalize_spans(
         x3, cut, stats.mean, stats.inv_std, gamma, beta, stats.r, stats.d
     )
-    return layout.restore(y3)
+    return merge_spans(mom), layout.restore(y3)
 
 
 # -- the backward pass --
