@@ -53,6 +53,16 @@ class Peer:
     partial_fit_transform = inverse_transform = _missing
 
 
+def _forward(op, to):
+    """A peer method that calls the method ``op`` of the peer's ``to``."""
+
+    def method(self, X):
+        return getattr(getattr(self, to), op)(X)
+
+    method.__name__ = method.__qualname__ = op
+    return method
+
+
 class SkbnPeer(Peer):
     """skbn's :class:`~skbn.BatchNormalizer`."""
 
@@ -63,23 +73,13 @@ class SkbnPeer(Peer):
         self.bn = BatchNormalizer(axis=axis).fit(X)
         self.Y = self.bn.transform(X)
 
-    def fit(self, X):
-        return self.bn.fit(X)
-
-    def partial_fit(self, X):
-        return self.bn.partial_fit(X)
-
-    def transform(self, X):
-        return self.bn.transform(X)
-
-    def fit_transform(self, X):
-        return self.bn.fit_transform(X)
-
-    def partial_fit_transform(self, X):
-        return self.bn.partial_fit_transform(X)
-
-    def inverse_transform(self, X):
-        return self.bn.inverse_transform(X)
+    # Each operation is the fitted estimator's method of the same name.
+    fit = _forward("fit", "bn")
+    partial_fit = _forward("partial_fit", "bn")
+    transform = _forward("transform", "bn")
+    fit_transform = _forward("fit_transform", "bn")
+    partial_fit_transform = _forward("partial_fit_transform", "bn")
+    inverse_transform = _forward("inverse_transform", "bn")
 
 
 class NumpyPeer(Peer):
@@ -149,17 +149,12 @@ class ScalerPeer(Peer):
     def fit(self, X):
         return self.cls().fit(X)
 
-    def partial_fit(self, X):
-        return self.ss.partial_fit(X)
-
-    def transform(self, X):
-        return self.ss.transform(X)
-
     def fit_transform(self, X):
         return self.cls().fit(X).transform(X)
 
-    def inverse_transform(self, X):
-        return self.ss.inverse_transform(X)
+    partial_fit = _forward("partial_fit", "ss")
+    transform = _forward("transform", "ss")
+    inverse_transform = _forward("inverse_transform", "ss")
 
 
 class TorchPeer(Peer):

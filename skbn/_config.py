@@ -9,7 +9,15 @@ next to the source file and, when the package folder is not writable (a
 system-wide or read-only install), falls back by itself to a user-wide cache
 directory; ``NUMBA_CACHE_DIR`` overrides both.  ``tests/test_config.py`` checks
 the read-only case.
+
+Importing this module changes no Numba setting: which threading layer runs is
+Numba's choice (or the user's, ``NUMBA_THREADING_LAYER``), and
+:func:`use_parallel` runs the serial kernels where that layer cannot take
+launches from several threads at once.
 """
+
+import functools
+import sys
 
 # Fast-math flags without ``nnan`` and ``ninf``: NaN and inf must keep their
 # IEEE meaning because NaN marks missing values and inf must be detected.
@@ -74,40 +82,110 @@ CUDA_SEGMENT_LEN = 1 << 16
 # skbn's estimators may be called from several Python threads at once
 # (ThreadPoolExecutor, joblib's threading backend, a web server), each launching
 # parallel kernels.  Numba's ``workqueue`` layer aborts the process on such
-# concurrent launches; ``tbb`` and ``omp`` are thread-safe.  Unless the user
-# chose a layer (NUMBA_THREADING_LAYER), skbn asks Numba for a thread-safe one
-# when one can be loaded, and otherwise runs the serial twin of every kernel
-# (MIN_PARALLEL_ELEMENTS below), which is slower on large inputs but never
-# crashes.  Install ``tbb`` (``pip install tbb``) or an OpenMP runtime to get
-# threaded kernels in that case.  The choice is made before the first parallel
-# kernel runs and has no effect when Numba has already started its threads.
-# Process pools (joblib's default ``loky`` backend, GridSearchCV(n_jobs=k))
-# need nothing: loky sets NUMBA_NUM_THREADS in each worker to cpu_count // k,
-# so the workers do not oversubscribe the machine.
-THREADSAFE_LAYER = None
+# concurrent launches; ``tbb`` and ``omp`` are thread-safe.  skbn changes no
+# Numba setting (importing a library must not change the process): it asks
+# which layer Numba will load, and when that is not a thread-safe one it runs
+# the serial twin of every kernel instead, which is slower on large inputs but
+# never crashes.  Install ``tbb`` (``pip install tbb``) or an OpenMP runtime to
+# get threaded kernels in that case.  Process pools (joblib's default ``loky``
+# backend, GridSearchCV(n_jobs=k)) need nothing: loky sets NUMBA_NUM_THREADS in
+# each worker to cpu_count // k, so the workers do not oversubscribe the
+# machine.  docs/guide/statistics.md says the same for users.
+THREADSAFE_LAYERS = ("tbb", "omp")
+
+# The layers Numba tries, in order, for each value of NUMBA_THREADING_LAYER
+# (numba.np.ufunc.parallel._launch_threads); "default" follows
+# NUMBA_THREADING_LAYER_PRIORITY and a layer's own name asks for it alone.
+# Linux's GNU OpenMP is not fork-safe, so "forksafe" skips omp there.
+_LAYERS_FOR = {
+    "safe": ("tbb",),
+    "threadsafe": ("tbb", "omp"),
+    "forksafe": ("tbb", "workqueue")
+    if sys.platform.startswith("linux")
+    else ("tbb", "omp", "workqueue"),
+}
 
 
-def _choose_threading_layer():
+def _loadable(layer):
+    """Whether Numba can load the threading layer ``layer`` in this process."""
     import importlib
-    import os
 
+    from numba.np.ufunc import parallel
+
+    try:
+        if layer == "tbb":
+            # Numba refuses a TBB older than 2021.6 even where tbbpool imports.
+            check = getattr(parallel, "_check_tbb_version_compatible", None)
+            if check is not None:
+                check()
+        importlib.import_module(f"numba.np.ufunc.{layer}pool")
+    except Exception:  # missing or incompatible runtime library
+        return False
+    return True
+
+
+def expected_threading_layer():
+    """The threading layer Numba runs, or will load, for parallel kernels.
+
+    Once Numba has started its threads, :func:`numba.threading_layer` tells.
+    Before that, the layer is predicted the way Numba chooses it: an explicit
+    ``NUMBA_THREADING_LAYER`` (``numba.config.THREADING_LAYER``) is honoured,
+    and ``"default"`` tries ``NUMBA_THREADING_LAYER_PRIORITY`` (tbb, omp,
+    workqueue) in order.  Nothing is started or changed.
+
+    Returns
+    -------
+    layer : str or None
+        ``"tbb"``, ``"omp"`` or ``"workqueue"``; None when no layer can be
+        loaded (Numba would raise on the first parallel kernel).
+    """
     import numba
 
-    if os.environ.get("NUMBA_THREADING_LAYER") or numba.config.THREADING_LAYER not in (
-        "default",
-        "",
-    ):
-        return numba.config.THREADING_LAYER
-    for layer in ("tbb", "omp"):
-        try:
-            importlib.import_module(f"numba.np.ufunc.{layer}pool")
-        except Exception:  # missing or incompatible runtime library
-            continue
-        numba.config.THREADING_LAYER = "threadsafe"
-        return layer
+    try:
+        return numba.threading_layer()
+    except ValueError:  # Numba's threads have not started yet
+        pass
+    requested = str(numba.config.THREADING_LAYER).lower()
+    if requested == "default":
+        candidates = tuple(numba.config.THREADING_LAYER_PRIORITY)
+    else:
+        candidates = _LAYERS_FOR.get(requested, (requested,))
+    for layer in candidates:
+        # workqueue is built into Numba: always there.
+        if layer == "workqueue" or _loadable(layer):
+            return layer
     return None
 
 
-THREADSAFE_LAYER = _choose_threading_layer()
-if THREADSAFE_LAYER in (None, "workqueue"):
-    MIN_PARALLEL_ELEMENTS = 1 << 62  # serial kernels only: see above
+@functools.cache
+def parallel_is_threadsafe():
+    """Whether parallel kernels may be launched from several Python threads.
+
+    True when the threading layer Numba loads is ``tbb`` or ``omp``
+    (:func:`expected_threading_layer`).  Decided on the first call, after
+    ``import skbn`` and any Numba setting the program makes first, and cached;
+    ``parallel_is_threadsafe.cache_clear()`` asks again.
+
+    Returns
+    -------
+    bool
+    """
+    return expected_threading_layer() in THREADSAFE_LAYERS
+
+
+def use_parallel(n_elements):
+    """Whether a kernel over ``n_elements`` values takes its threaded form.
+
+    Parameters
+    ----------
+    n_elements : int
+        Values the kernel reads.
+
+    Returns
+    -------
+    bool
+        ``n_elements >= MIN_PARALLEL_ELEMENTS`` (read at each call, so tests
+        may patch it) and a thread-safe layer (:func:`parallel_is_threadsafe`);
+        otherwise the serial twin runs.
+    """
+    return n_elements >= MIN_PARALLEL_ELEMENTS and parallel_is_threadsafe()

@@ -35,6 +35,44 @@ HEADER_ERRORS = (
     RecursionError,
 )
 
+
+class UnsupportedVersionError(ValueError):
+    """A ``.npy`` header of a format version skbn does not read."""
+
+
+def read_header(f, version):
+    """Read the header of a ``.npy`` file of format ``version``.
+
+    Parameters
+    ----------
+    f : binary file
+        Positioned just after the magic string (``np.lib.format.read_magic``
+        returned ``version``).
+    version : tuple of int
+
+    Returns
+    -------
+    shape : tuple of int
+    fortran_order : bool
+    dtype : numpy.dtype
+
+    Raises
+    ------
+    UnsupportedVersionError
+        For a version other than 1.0 and 2.0: version 3 (UTF-8 field names)
+        only matters for structured dtypes, which skbn rejects anyway.
+    ValueError, SyntaxError, TypeError, tokenize.TokenError, RecursionError
+        For a malformed header (:data:`HEADER_ERRORS`).
+    """
+    readers = {
+        (1, 0): np.lib.format.read_array_header_1_0,
+        (2, 0): np.lib.format.read_array_header_2_0,
+    }
+    if version not in readers:
+        raise UnsupportedVersionError(f"unsupported .npy format version {version}")
+    return readers[version](f)
+
+
 # Temporary files being written, so that a signal handler (see skbn.cli) can
 # remove them before the process exits: the interrupted output never appears.
 _LIVE: set[str] = set()
@@ -149,15 +187,7 @@ class NpyReader:
         with open(self.path, "rb") as f:
             try:
                 version = np.lib.format.read_magic(f)
-                read_header = {
-                    (1, 0): np.lib.format.read_array_header_1_0,
-                    (2, 0): np.lib.format.read_array_header_2_0,
-                }.get(version)
-                if read_header is None:
-                    # Version 3 (UTF-8 field names) only matters for
-                    # structured dtypes, which skbn rejects anyway.
-                    raise ValueError(f"unsupported .npy format version {version}")
-                self.shape, fortran_order, self.dtype = read_header(f)
+                self.shape, fortran_order, self.dtype = read_header(f, version)
             except HEADER_ERRORS as exc:
                 raise ValueError(
                     f"{self.path} is not a readable .npy file: {exc}"

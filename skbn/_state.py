@@ -297,14 +297,11 @@ def _check_member_size(archive, name):
         except ValueError:
             # Not an .npy member: np.load returns its bytes, refused below.
             return
-        read_header = {
-            (1, 0): np.lib.format.read_array_header_1_0,
-            (2, 0): np.lib.format.read_array_header_2_0,
-        }.get(version)
-        if read_header is None:
-            raise ValueError(f"its member {name!r} has .npy version {version}.")
         try:
-            shape, _, dtype = read_header(f)
+            shape, _, dtype = _npy.read_header(f, version)
+        except _npy.UnsupportedVersionError:
+            message = f"its member {name!r} has .npy version {version}."
+            raise ValueError(message) from None
         except _npy.HEADER_ERRORS as exc:
             raise ValueError(
                 f"its member {name!r} has a malformed header: {exc}"

@@ -14,7 +14,7 @@ TINY_BLOCKS = {
     "MAX_TASKS": 5,
     "FOLD_MIN_WIDTH": 8,
     "MIN_CHANNELS_PER_ROW": 2,
-    "MIN_PARALLEL_ELEMENTS": 1,  # the threaded kernels, not their serial twins
+    "MIN_PARALLEL_ELEMENTS": 1,  # threaded kernels (on a thread-safe layer)
 }
 
 

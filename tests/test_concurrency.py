@@ -4,9 +4,10 @@ Semantics (skbn._atomic.atomic): every public method of BatchNormalizer
 holds the estimator's own reentrant lock for the whole call, so each call is
 atomic.  Concurrent ``partial_fit`` calls are applied one after the other in
 the order they take the lock (none is lost); ``transform`` sees the
-statistics before or after a concurrent fit, never a mix.  Numba's threading
-layer is a thread-safe one (skbn._config), so parallel kernels launched from
-several threads at once do not abort the process.
+statistics before or after a concurrent fit, never a mix.  skbn launches
+threaded kernels only where Numba's threading layer is a thread-safe one
+(skbn._config.use_parallel), so kernels launched from several threads at once
+never abort the process.
 """
 
 import inspect
@@ -33,10 +34,13 @@ BIG = (1 << 15, 8)
 
 
 def test_threading_layer_is_threadsafe():
+    # Threaded kernels only on a layer that is safe to launch from several
+    # threads; otherwise every kernel is the serial twin.
     BatchNormalizer().fit(np.ones(BIG))
-    assert numba.threading_layer() in ("tbb", "omp") or (
-        _config.MIN_PARALLEL_ELEMENTS > 1 << 60
-    )
+    if _config.parallel_is_threadsafe():
+        assert numba.threading_layer() in ("tbb", "omp")
+    else:
+        assert not _config.use_parallel(1 << 62)
 
 
 def test_concurrent_partial_fit_loses_no_update(rng):

@@ -1,4 +1,5 @@
-"""The compiled-kernel cache works from a read-only install, and import is lazy."""
+"""The compiled-kernel cache works from a read-only install, import is lazy and
+changes no Numba setting, and the threading layer decides serial or threaded."""
 
 import os
 import shutil
@@ -70,3 +71,86 @@ def test_import_compiles_nothing():
     out = _run(code, dict(os.environ), ROOT.parent)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "0"
+
+
+def test_import_changes_no_numba_setting():
+    # Importing a library must not change the process: the threading layer
+    # stays what the program (or NUMBA_THREADING_LAYER) made it, also after
+    # skbn decided whether its kernels may run threaded.
+    code = (
+        "import numba; before = numba.config.THREADING_LAYER; "
+        "import skbn, skbn._config as c; "
+        "assert numba.config.THREADING_LAYER == before, numba.config.THREADING_LAYER; "
+        "c.use_parallel(1 << 40); "
+        "assert numba.config.THREADING_LAYER == before, numba.config.THREADING_LAYER; "
+        "print(before)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    out = _run(code, env, ROOT.parent)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "default"
+    env["NUMBA_THREADING_LAYER"] = "workqueue"
+    out = _run(code, env, ROOT.parent)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "workqueue"
+
+
+def test_expected_layer_is_the_one_numba_starts():
+    # The prediction, made before Numba starts its threads, names the layer
+    # Numba then loads; after that, Numba's own answer is used.
+    code = (
+        "import numba, numpy as np, skbn._config as c; "
+        "predicted = c.expected_threading_layer(); "
+        "f = numba.njit(parallel=True)(lambda x: x + 1); f(np.ones(4)); "
+        "assert c.expected_threading_layer() == numba.threading_layer(); "
+        "print(predicted, numba.threading_layer())"
+    )
+    for layer in (None, "workqueue", "threadsafe"):
+        env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+        if layer is not None:
+            env["NUMBA_THREADING_LAYER"] = layer
+        out = _run(code, env, ROOT.parent)
+        if layer == "threadsafe" and "No threading layer" in out.stderr:
+            continue  # neither tbb nor omp here: Numba refuses, as predicted
+        assert out.returncode == 0, out.stderr
+        predicted, started = out.stdout.split()
+        assert predicted == started
+
+
+def test_workqueue_runs_serial_kernels_from_threads():
+    # Numba's workqueue layer aborts on concurrent launches: with it, skbn
+    # takes the serial kernels, so a thread pool of large fits exits cleanly.
+    code = (
+        "import numpy as np, skbn, skbn._config as c; "
+        "from concurrent.futures import ThreadPoolExecutor; "
+        "assert not c.parallel_is_threadsafe(); "
+        "n = 2 * c.MIN_PARALLEL_ELEMENTS; assert not c.use_parallel(n); "
+        "X = np.ones((n // 8, 8)); "
+        "pool = ThreadPoolExecutor(4); "
+        "fits = [pool.submit(skbn.BatchNormalizer().fit, X) for _ in range(8)]; "
+        "print(sum(f.result().n_samples_seen_ for f in fits))"
+    )
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
+    out = _run(code, env, ROOT.parent)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(8 * (1 << 18) // 8)
+
+
+def test_use_parallel_reads_the_threshold_at_call_time(monkeypatch):
+    from skbn import _config
+
+    monkeypatch.setattr(_config, "parallel_is_threadsafe", lambda: True)
+    n = _config.MIN_PARALLEL_ELEMENTS
+    assert _config.use_parallel(n) and not _config.use_parallel(n - 1)
+    monkeypatch.setattr(_config, "MIN_PARALLEL_ELEMENTS", 1)
+    assert _config.use_parallel(1) and not _config.use_parallel(0)
+    # No thread-safe layer: never threaded, whatever the size.
+    monkeypatch.setattr(_config, "parallel_is_threadsafe", lambda: False)
+    assert not _config.use_parallel(1 << 40)
+
+
+def test_parallel_is_threadsafe_matches_the_layer():
+    from skbn import _config
+
+    expected = _config.expected_threading_layer() in ("tbb", "omp")
+    assert _config.parallel_is_threadsafe() is expected

@@ -15,7 +15,9 @@ from .. import _config
 
 
 def pick(parallel, serial, n_elements):
-    """The parallel kernel for large inputs, its serial twin for small ones.
+    """The parallel kernel for large inputs, its serial twin for small ones
+    and wherever Numba's threading layer is not safe to launch from several
+    Python threads (see :func:`skbn._config.use_parallel`).
 
     Parameters
     ----------
@@ -28,7 +30,7 @@ def pick(parallel, serial, n_elements):
     -------
     callable
     """
-    return parallel if n_elements >= _config.MIN_PARALLEL_ELEMENTS else serial
+    return parallel if _config.use_parallel(n_elements) else serial
 
 
 def n_tasks(n_elements, n_units):

@@ -1,0 +1,131 @@
+"""``skbn bench``: time skbn against its peers and the memory bound.
+
+Every operation of skbn and of its peers runs in one process, interleaved
+(:mod:`skbn._bench`); the report gives medians, ratios, each result's distance
+from the memory bound, and a float32 accuracy check.  Arguments are checked
+before any data is made, so a bad one is one line at once, not a traceback
+after minutes of benchmarks.
+"""
+
+import argparse
+import sys
+from math import prod
+
+import numpy as np
+
+from .. import _bench
+from .._core.views import normalize_axis
+from .common import Command, fail, positive_int, shape
+
+
+def _add_arguments(bench: argparse.ArgumentParser) -> None:
+    bench.add_argument(
+        "--shape",
+        type=shape,
+        action="append",
+        help="data shape, e.g. 1000000x64 or 64x64x56x56 (repeatable; "
+        "default 1000000x64)",
+    )
+    bench.add_argument("--axis", type=int, default=-1, help="feature axis (-1)")
+    bench.add_argument(
+        "--dtype", choices=("float32", "float64"), default="float32", help="(float32)"
+    )
+    bench.add_argument(
+        "--operations",
+        default="fit,transform,fit_transform",
+        help="comma-separated, from: " + ", ".join(_bench.OPERATIONS),
+    )
+    bench.add_argument("--repeats", type=positive_int, default=7, help="(7)")
+    bench.add_argument(
+        "--threads", type=positive_int, default=None, help="threads (all cores)"
+    )
+    bench.add_argument(
+        "--no-accuracy", action="store_true", help="skip the float32 accuracy check"
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    import numba
+
+    operations = [op.strip() for op in args.operations.split(",") if op.strip()]
+    unknown = sorted(set(operations) - set(_bench.OPERATIONS))
+    if unknown:
+        print(f"skbn bench: unknown operation(s) {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    if not operations:
+        return _usage(f"--operations names no operation, got {args.operations!r}")
+    shapes = args.shape or [(1_000_000, 64)]
+    # Every shape is checked against --axis before any data is made, so a bad
+    # pair is one line at once, not a traceback after minutes of benchmarks.
+    for dims in shapes:
+        problem = _shape_problem(dims, args.axis)
+        if problem:
+            return _usage(problem)
+    if args.threads:
+        limit = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined, unused-ignore]
+        numba.set_num_threads(min(args.threads, limit))
+    threads = numba.get_num_threads()
+    for dims in shapes:
+        try:
+            X = np.random.default_rng(0).standard_normal(dims, dtype=np.float32)
+            X = X.astype(args.dtype, copy=False) + 3.0
+        except (MemoryError, ValueError):
+            # ValueError: NumPy's "array is too big" for a size past the
+            # address space.
+            return _usage(f"--shape {'x'.join(map(str, dims))} does not fit in memory")
+        results = _bench.run(
+            _bench.cases(X, operations, threads=threads, axis=args.axis),
+            repeats=args.repeats,
+        )
+        print(
+            f"\n{' x '.join(map(str, dims))} {args.dtype}, axis={args.axis}, "
+            f"{threads} threads, median of {args.repeats} interleaved runs"
+        )
+        print(_bench.table(results, reference=None))
+        print()
+        print(_bench.report(results, operations, X.nbytes))
+    if not args.no_accuracy:
+        print(
+            "\nmax relative error of the variance, float32 data, offset 1e3, 1e6 x 8:"
+        )
+        for name, err in _bench.accuracy().items():
+            print(f"  {name:22s} {err:.2e}")
+    return 0
+
+
+def _usage(message: str) -> int:
+    """A bad ``skbn bench`` argument: one line on stderr, status 2 (argparse's)."""
+    return fail("bench", message, 2)
+
+
+def _shape_problem(dims: tuple[int, ...], axis: int) -> str | None:
+    """Why ``--shape dims --axis axis`` cannot be benchmarked, or None."""
+    text = "x".join(map(str, dims))
+    try:
+        (feature_axis,) = normalize_axis(axis, len(dims))
+    except ValueError:
+        return (
+            f"--axis must be in [-{len(dims)}, {len(dims) - 1}] for "
+            f"--shape {text}, got {axis}"
+        )
+    samples = prod(dims) // dims[feature_axis]
+    if samples < 2:
+        # A batch of one sample per feature has no variance to train on
+        # (PyTorch, a peer, refuses it).
+        return (
+            f"--shape {text} has {samples} sample per feature along axis "
+            f"{axis}; the benchmark needs at least 2"
+        )
+    return None
+
+
+COMMAND = Command(
+    name="bench",
+    help="time skbn against its peers and the memory bound",
+    description="Time every operation of skbn and of its peers (a plain "
+    "NumPy class, StandardScaler, torch when installed) in one "
+    "process, interleaved, and print medians, ratios, each result's "
+    "distance from the memory bound, and a float32 accuracy check.",
+    add_arguments=_add_arguments,
+    run=_run,
+)
