@@ -1,4 +1,5 @@
-"""The small-batch path (BatchNormalizer._small) against the general path.
+"""The small-batch path (the NumPy backend's one-call path) against the
+general path.
 
 Both must give the same bits: the small-batch path composes the same kernels
 into one compiled call.  The general path is forced by setting the size limit
@@ -10,7 +11,7 @@ import pytest
 from numpy.testing import assert_array_equal
 from test_errors import snapshot
 
-import skbn.batch_norm as bn_module
+import skbn._backends.numpy as bn_module
 from skbn import BatchNormalizer
 
 SHAPES = [(1, 64), (2, 64), (7, 65), (256, 64), (300, 100), (1, 300), (1000, 128)]
@@ -23,6 +24,11 @@ def _stream(est, batches, method):
         outs.append(out if method != "partial_fit" else None)
     outs.append(est.transform(batches[-1]))
     return outs
+
+
+def _small(est, X):
+    """Whether a call of a fitted ``est`` on ``X`` takes the small-batch path."""
+    return est._backend(X).small_input(X) and est._plain_rows(X, fitted=True)
 
 
 def _state(est):
@@ -52,9 +58,9 @@ def test_small_path_is_bit_identical_to_the_general_path(
     ]
     batches[2][:, 0] = 5.0  # a constant column within a batch
     fast = BatchNormalizer(**params).fit(batches[0])
-    general = BatchNormalizer(**params).fit(batches[0])
     got = _stream(fast, batches, method)
-    monkeypatch.setattr(bn_module, "_SMALL_ELEMENTS", 0)
+    monkeypatch.setattr(bn_module, "SMALL_ELEMENTS", 0)
+    general = BatchNormalizer(**params).fit(batches[0])
     want = _stream(general, batches, method)
     for g, w in zip(got, want, strict=True):
         if w is not None:
@@ -67,7 +73,7 @@ def test_small_path_is_taken_for_a_small_batch(rng, monkeypatch):
     # The check that the tests above compare two different paths.
     X = rng.normal(size=(256, 64))
     est = BatchNormalizer().fit(X)
-    assert est._small(X)
+    assert _small(est, X)
     calls = []
     original = bn_module.cpu.small_train
     monkeypatch.setattr(
@@ -79,9 +85,9 @@ def test_small_path_is_taken_for_a_small_batch(rng, monkeypatch):
     est.partial_fit_transform(X)
     BatchNormalizer().fit_transform(X)
     assert len(calls) == 3
-    assert not est._small(np.asfortranarray(X))
-    assert not est._small(X[:, :10])
-    assert not est._small(rng.normal(size=(10_000, 64)))
+    assert not _small(est, np.asfortranarray(X))
+    assert not _small(est, X[:, :10])
+    assert not _small(est, rng.normal(size=(10_000, 64)))
 
 
 def test_nan_and_inf_batches_fall_back_to_the_general_path(rng):
@@ -193,7 +199,7 @@ def test_small_fit_transform_is_bit_identical_to_the_general_path(
     fast = prepared()
     got = fast.fit_transform(X)
     rng.bit_generator.state = state
-    monkeypatch.setattr(bn_module, "_SMALL_ELEMENTS", 0)
+    monkeypatch.setattr(bn_module, "SMALL_ELEMENTS", 0)
     general = prepared()
     want = general.fit_transform(X)
     assert got.dtype == want.dtype == dtype

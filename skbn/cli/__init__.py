@@ -8,6 +8,7 @@ a new subcommand is one more entry in ``COMMANDS``.
 
 import argparse
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator, Sequence
@@ -68,7 +69,10 @@ def _removing_outputs_on_signals() -> Iterator[None]:
 
     def handler(signum: int, frame: object) -> None:
         _npy.discard_all()
-        raise SystemExit(128 + signum)
+        # Exit here rather than raise SystemExit: the signal may arrive while
+        # a compiled kernel's dispatcher is calling back into Python, which
+        # would turn the exception into a SystemError and exit status 1.
+        os._exit(128 + signum)
 
     signums = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
     previous = {signum: signal.signal(signum, handler) for signum in signums}
