@@ -4,7 +4,7 @@ the rows and segments layouts, with a flag for non-finite inputs."""
 import numpy as np
 from numba import njit, prange
 
-from .common import JIT, block_count, block_range, serial_twin
+from .common import JIT, block_count, block_range, serial_twin, split_index
 
 
 @njit(parallel=True, **JIT)
@@ -41,7 +41,7 @@ def segments_affine(x, shift, scale, offset, out):
     outer, c, inner = x.shape
     flags = np.zeros(outer * c)
     for oc in prange(outer * c):
-        o, ch = divmod(oc, c)
+        o, ch = split_index(oc, c)
         m = shift[ch]
         a = scale[ch]
         b = offset[ch]

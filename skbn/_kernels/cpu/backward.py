@@ -45,6 +45,7 @@ from .common import (
     segment_unit,
     segment_units,
     serial_twin,
+    split_index,
     task_range,
 )
 from .lanes import grad_lane_sums, scaled_grad_lane_sums, scratch_lanes
@@ -177,7 +178,7 @@ def segments_grad_dx(x, dy, mean, a, b, c, out):
     """``out = a * dy - b * (x - mean) - c`` per channel of (outer, c, inner)."""
     outer, nc, inner = x.shape
     for oc in prange(outer * nc):
-        o, ch = divmod(oc, nc)
+        o, ch = split_index(oc, nc)
         m = mean[ch]
         ac = a[ch]
         bc = b[ch]
@@ -199,7 +200,7 @@ def groups_affine(x, mean, inv_std, gamma, beta, out):
     """
     N, S1, G, Cg, S2 = x.shape
     for u in prange(N * S1):
-        n, s1 = divmod(u, S1)
+        n, s1 = split_index(u, S1)
         for g in range(G):
             m, rs = mean[n, g], inv_std[n, g]
             if S2 == 1:
@@ -280,7 +281,7 @@ def groups_grad_dx(x, dy, mean, inv_std, gamma, p, q, out):
     """``out = inv_std * gamma * dy - p - q * (x - mean)``, ``p``, ``q`` per (n, g)."""
     N, S1, G, Cg, S2 = x.shape
     for u in prange(N * S1):
-        n, s1 = divmod(u, S1)
+        n, s1 = split_index(u, S1)
         for g in range(G):
             m, rs = mean[n, g], inv_std[n, g]
             pg = p[n, g]

@@ -62,6 +62,13 @@ def task_tables(n_tasks, d):
 
 
 @njit(inline="always", **JIT)
+def split_index(u, n):
+    """``(u // n, u % n)``: the outer and inner index of the flat index
+    ``u`` over an inner axis of length ``n``."""
+    return u // n, u % n
+
+
+@njit(inline="always", **JIT)
 def segment_units(shape, seg_len):
     """``(k_per, n_units)`` of the segments layout of ``shape``
     ``(outer, c, inner)``: the pieces per run and the units in all (see
@@ -78,9 +85,9 @@ def segment_unit(u, k_per, c, seg_len, inner):
     Units run in memory order, ``k_per`` pieces of at most ``seg_len`` per
     ``(o, channel)`` run of length ``inner``.
     """
-    k = u % k_per
-    oc = u // k_per
-    return oc // c, oc % c, k * seg_len, min(inner, (k + 1) * seg_len)
+    oc, k = split_index(u, k_per)
+    o, ch = split_index(oc, c)
+    return o, ch, k * seg_len, min(inner, (k + 1) * seg_len)
 
 
 @njit(inline="always", **JIT)
