@@ -56,8 +56,8 @@ def block_range(b, block, n):
 
 @njit(inline="always", **JIT)
 def task_tables(n_tasks, d):
-    """Three zeroed ``(n_tasks, d)`` tables of partial results, a row per
-    task, for the merge in task order that follows the tasks."""
+    """The zeroed ``(n_tasks, d)`` count, mean and M2 tables of the moment
+    kernels, a row per task, for the merge in task order after the tasks."""
     return np.zeros((n_tasks, d)), np.zeros((n_tasks, d)), np.zeros((n_tasks, d))
 
 

@@ -87,20 +87,6 @@ def shift_reference(x3):
 
 
 @njit(inline="always", **SUMS_JIT)
-def _row_scratch(d):
-    """A task's scratch rows of the rows kernels: ``shift``, ``srel`` and
-    the sums ``s``, ``sw``, ``q``, ``e``, each ``(d,)``."""
-    return (
-        np.empty(d),
-        np.empty(d),
-        np.empty(d),
-        np.empty(d),
-        np.empty(d),
-        np.empty(d),
-    )
-
-
-@njit(inline="always", **SUMS_JIT)
 def _start_block(k0, ma, shift, srel, s, s2):
     """Start a block of the rows kernels: its shift ``K + ma`` (``ma`` the
     task's mean so far, relative to ``K``), the shift relative to ``K`` as
@@ -139,7 +125,13 @@ def rows_moments(x, block, n_tasks, ref=None):
     cnt, mean, m2 = task_tables(n_tasks, d)
     for t in prange(n_tasks):
         b0, b1 = task_range(t, n_tasks, block_count(n, block))
-        shift, srel, s, _, q, e = _row_scratch(d)
+        # The scratch rows are allocated here: taken as a tuple from an
+        # inlined helper, they cost this kernel 10 to 15 % of its time.
+        shift = np.empty(d)
+        srel = np.empty(d)
+        s = np.empty(d)
+        q = np.empty(d)
+        e = np.empty(d)
         ma = mean[t]
         qa = m2[t]
         na = 0.0
@@ -211,7 +203,12 @@ def rows_moments_masked(x, w, block, n_tasks, ref=None):
     cnt, mean, m2 = task_tables(n_tasks, d)
     for t in prange(n_tasks):
         b0, b1 = task_range(t, n_tasks, block_count(n, block))
-        shift, srel, s, sw, q, e = _row_scratch(d)
+        shift = np.empty(d)
+        srel = np.empty(d)
+        s = np.empty(d)
+        sw = np.empty(d)
+        q = np.empty(d)
+        e = np.empty(d)
         na = cnt[t]
         ma = mean[t]
         qa = m2[t]
