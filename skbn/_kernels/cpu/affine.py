@@ -4,7 +4,7 @@ the rows and segments layouts, with a flag for non-finite inputs."""
 import numpy as np
 from numba import njit, prange
 
-from .common import JIT, serial_twin
+from .common import JIT, block_count, block_range, serial_twin, split_index
 
 
 @njit(parallel=True, **JIT)
@@ -18,11 +18,10 @@ def rows_affine(x, shift, scale, offset, out, block):
     when a flag is set).  ``out`` may be ``x`` itself.
     """
     n, d = x.shape
-    n_blocks = (n + block - 1) // block
+    n_blocks = block_count(n, block)
     flags = np.zeros(n_blocks)
     for b in prange(n_blocks):
-        r0 = b * block
-        r1 = min(n, r0 + block)
+        r0, r1 = block_range(b, block, n)
         acc = 0.0
         for r in range(r0, r1):
             for j in range(d):
@@ -42,8 +41,7 @@ def segments_affine(x, shift, scale, offset, out):
     outer, c, inner = x.shape
     flags = np.zeros(outer * c)
     for oc in prange(outer * c):
-        ch = oc % c
-        o = oc // c
+        o, ch = split_index(oc, c)
         m = shift[ch]
         a = scale[ch]
         b = offset[ch]

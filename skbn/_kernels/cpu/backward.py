@@ -38,8 +38,17 @@ Layouts, as in the moment kernels:
 import numpy as np
 from numba import njit, prange
 
-from .common import SUMS_JIT, segment_unit, serial_twin, task_range
-from .lanes import LANES, grad_lane_sums, scaled_grad_lane_sums
+from .common import (
+    SUMS_JIT,
+    block_count,
+    block_range,
+    segment_unit,
+    segment_units,
+    serial_twin,
+    split_index,
+    task_range,
+)
+from .lanes import grad_lane_sums, scaled_grad_lane_sums, scratch_lanes
 from .moments import rows_moments_serial, segments_moments_serial
 
 
@@ -96,16 +105,14 @@ def chunked_moments(x, chunk, seg_len, transpose):
 def rows_grad_sums(x, dy, mean, block, n_tasks):
     """Per-column ``sum(dy)`` and ``sum(dy * (x - mean))`` of (n, d) arrays."""
     n, d = x.shape
-    n_blocks = (n + block - 1) // block
     s_part = np.zeros((n_tasks, d))
     q_part = np.zeros((n_tasks, d))
     for t in prange(n_tasks):
-        b0, b1 = task_range(t, n_tasks, n_blocks)
+        b0, b1 = task_range(t, n_tasks, block_count(n, block))
         s = np.empty(d)
         q = np.empty(d)
         for b in range(b0, b1):
-            r0 = b * block
-            r1 = min(n, r0 + block)
+            r0, r1 = block_range(b, block, n)
             s[:] = 0.0
             q[:] = 0.0
             # Four rows per sweep, as in cpu.rows_moments: fewer accumulator
@@ -138,10 +145,8 @@ def rows_grad_sums(x, dy, mean, block, n_tasks):
 def rows_grad_dx(x, dy, mean, a, b, c, out, block):
     """``out = a * dy - b * (x - mean) - c`` per column of (n, d) arrays."""
     n, d = x.shape
-    n_blocks = (n + block - 1) // block
-    for blk in prange(n_blocks):
-        r0 = blk * block
-        r1 = min(n, r0 + block)
+    for blk in prange(block_count(n, block)):
+        r0, r1 = block_range(blk, block, n)
         for r in range(r0, r1):
             for j in range(d):
                 out[r, j] = a[j] * dy[r, j] - b[j] * (x[r, j] - mean[j]) - c[j]
@@ -154,14 +159,12 @@ def rows_grad_dx(x, dy, mean, a, b, c, out, block):
 def segments_grad_sums(x, dy, mean, seg_len, n_tasks):
     """Per-channel ``sum(dy)`` and ``sum(dy * (x - mean))`` of (outer, c, inner)."""
     outer, c, inner = x.shape
-    k_per = (inner + seg_len - 1) // seg_len
-    n_units = outer * c * k_per
+    k_per, n_units = segment_units(x.shape, seg_len)
     s_part = np.zeros((n_tasks, c))
     q_part = np.zeros((n_tasks, c))
     for t in prange(n_tasks):
         u0, u1 = task_range(t, n_tasks, n_units)
-        la = np.empty(LANES)
-        lb = np.empty(LANES)
+        la, lb = scratch_lanes()
         for u in range(u0, u1):
             o, ch, i0, i1 = segment_unit(u, k_per, c, seg_len, inner)
             s, q = grad_lane_sums(dy[o, ch, i0:i1], x[o, ch, i0:i1], mean[ch], la, lb)
@@ -175,8 +178,7 @@ def segments_grad_dx(x, dy, mean, a, b, c, out):
     """``out = a * dy - b * (x - mean) - c`` per channel of (outer, c, inner)."""
     outer, nc, inner = x.shape
     for oc in prange(outer * nc):
-        ch = oc % nc
-        o = oc // nc
+        o, ch = split_index(oc, nc)
         m = mean[ch]
         ac = a[ch]
         bc = b[ch]
@@ -198,11 +200,9 @@ def groups_affine(x, mean, inv_std, gamma, beta, out):
     """
     N, S1, G, Cg, S2 = x.shape
     for u in prange(N * S1):
-        n = u // S1
-        s1 = u % S1
+        n, s1 = split_index(u, S1)
         for g in range(G):
-            m = mean[n, g]
-            rs = inv_std[n, g]
+            m, rs = mean[n, g], inv_std[n, g]
             if S2 == 1:
                 for ch in range(Cg):
                     out[n, s1, g, ch, 0] = (x[n, s1, g, ch, 0] - m) * (
@@ -243,8 +243,7 @@ def groups_grad_sums(x, dy, mean, inv_std, gamma, n_tasks):
         n0, n1 = task_range(t, n_tasks, N)
         dg = dg_part[t]
         db = db_part[t]
-        la = np.empty(LANES)
-        lb = np.empty(LANES)
+        la, lb = scratch_lanes()
         for n in range(n0, n1):
             for s1 in range(S1):
                 for g in range(G):
@@ -282,11 +281,9 @@ def groups_grad_dx(x, dy, mean, inv_std, gamma, p, q, out):
     """``out = inv_std * gamma * dy - p - q * (x - mean)``, ``p``, ``q`` per (n, g)."""
     N, S1, G, Cg, S2 = x.shape
     for u in prange(N * S1):
-        n = u // S1
-        s1 = u % S1
+        n, s1 = split_index(u, S1)
         for g in range(G):
-            m = mean[n, g]
-            rs = inv_std[n, g]
+            m, rs = mean[n, g], inv_std[n, g]
             pg = p[n, g]
             qg = q[n, g]
             if S2 == 1:

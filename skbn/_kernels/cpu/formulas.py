@@ -47,9 +47,7 @@ def merge_task_moments(cnt, mean, m2):
     out_mean = np.zeros(d)
     out_m2 = np.zeros(d)
     for j in range(d):
-        na = 0.0
-        ma = 0.0
-        qa = 0.0
+        na, ma, qa = 0.0, 0.0, 0.0  # empty moments: the first merge copies
         for t in range(n_tasks):
             na, ma, qa = chan_merge(na, ma, qa, cnt[t, j], mean[t, j], m2[t, j])
         out_n[j] = na

@@ -10,6 +10,7 @@ tree and the tail is added in index order, so the order of every addition
 is fixed by the code.  All are inlined into their callers.
 """
 
+import numpy as np
 from numba import njit
 
 from .common import SUMS_JIT
@@ -37,6 +38,29 @@ def fold_lanes(lanes):
 
 
 @njit(inline="always", **SUMS_JIT)
+def scratch_lanes():
+    """Two scratch lanes ``(LANES,)``, one per sum, for a task's calls of
+    the functions here."""
+    return np.empty(LANES), np.empty(LANES)
+
+
+@njit(inline="always", **SUMS_JIT)
+def _start_lanes(la, lb, n, per):
+    """Zero the lanes; returns their width and where the sweeps of ``per``
+    chunks of a run of ``n`` values end."""
+    width = la.shape[0]
+    la[:] = 0.0
+    lb[:] = 0.0
+    return width, n - n % (per * width)
+
+
+@njit(inline="always", **SUMS_JIT)
+def _chunk_pair(v, i0, width):
+    """The two chunks of ``width`` values of ``v`` from ``i0``."""
+    return v[i0 : i0 + width], v[i0 + width : i0 + 2 * width]
+
+
+@njit(inline="always", **SUMS_JIT)
 def lane_sums(v, k, ls, lq):
     """``(sum(v - k), sum((v - k)**2))`` of the contiguous run ``v``, summed
     in an order fixed by the code; NaN propagates.
@@ -48,15 +72,10 @@ def lane_sums(v, k, ls, lq):
     :func:`fold_lanes`, then the tail is added in index order.
     """
     n = v.shape[0]
-    width = ls.shape[0]
-    ls[:] = 0.0
-    lq[:] = 0.0
-    m = n - n % (4 * width)
+    width, m = _start_lanes(ls, lq, n, 4)
     for i0 in range(0, m, 4 * width):
-        u0 = v[i0 : i0 + width]
-        u1 = v[i0 + width : i0 + 2 * width]
-        u2 = v[i0 + 2 * width : i0 + 3 * width]
-        u3 = v[i0 + 3 * width : i0 + 4 * width]
+        u0, u1 = _chunk_pair(v, i0, width)
+        u2, u3 = _chunk_pair(v, i0 + 2 * width, width)
         for j in range(width):
             a0 = u0[j] - k
             a1 = u1[j] - k
@@ -93,17 +112,12 @@ def masked_lane_sums(v, w, k, la, lb, second):
     same as with the weight repeated.
     """
     n = v.shape[0]
-    width = la.shape[0]
     same = n > 0 and w.strides[0] == 0
     wc = w[0] if n > 0 else 0.0
-    la[:] = 0.0
-    lb[:] = 0.0
-    m = n - n % (2 * width)
+    width, m = _start_lanes(la, lb, n, 2)
     for i0 in range(0, m, 2 * width):
-        u0 = v[i0 : i0 + width]
-        u1 = v[i0 + width : i0 + 2 * width]
-        w0 = w[i0 : i0 + width]
-        w1 = w[i0 + width : i0 + 2 * width]
+        u0, u1 = _chunk_pair(v, i0, width)
+        w0, w1 = _chunk_pair(w, i0, width)
         for j in range(width):
             a0 = u0[j]
             a1 = u1[j]
@@ -144,15 +158,10 @@ def grad_lane_sums(dy, x, m, la, lb):
     regroup a formula such as ``k * dy - p - q * (x - m)``, differently in
     the copy that a load from Numba's cache runs."""
     n = dy.shape[0]
-    width = la.shape[0]
-    la[:] = 0.0
-    lb[:] = 0.0
-    m2 = n - n % (2 * width)
+    width, m2 = _start_lanes(la, lb, n, 2)
     for i0 in range(0, m2, 2 * width):
-        g0 = dy[i0 : i0 + width]
-        g1 = dy[i0 + width : i0 + 2 * width]
-        x0 = x[i0 : i0 + width]
-        x1 = x[i0 + width : i0 + 2 * width]
+        g0, g1 = _chunk_pair(dy, i0, width)
+        x0, x1 = _chunk_pair(x, i0, width)
         for j in range(width):
             a0 = g0[j] * 1.0
             a1 = g1[j] * 1.0
@@ -180,10 +189,7 @@ def scaled_grad_lane_sums(dy, x, m, w, la, lb):
     """``(sum(dy * w), sum(dy * w * (x - m)))`` in the order of
     :func:`grad_lane_sums` (one chunk per sweep)."""
     n = dy.shape[0]
-    width = la.shape[0]
-    la[:] = 0.0
-    lb[:] = 0.0
-    m1 = n - n % width
+    width, m1 = _start_lanes(la, lb, n, 1)
     for i0 in range(0, m1, width):
         g0 = dy[i0 : i0 + width]
         x0 = x[i0 : i0 + width]

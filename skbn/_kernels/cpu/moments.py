@@ -12,7 +12,16 @@ bit-identical for any thread count.
 import numpy as np
 from numba import njit, prange
 
-from .common import SUMS_JIT, segment_unit, serial_twin, task_range
+from .common import (
+    SUMS_JIT,
+    block_count,
+    block_range,
+    segment_unit,
+    segment_units,
+    serial_twin,
+    task_range,
+    task_tables,
+)
 from .formulas import (
     absolute_means,
     chan_merge,
@@ -23,7 +32,7 @@ from .formulas import (
     ratio,
     shifted_m2,
 )
-from .lanes import LANES, lane_sums, masked_lane_sums
+from .lanes import lane_sums, masked_lane_sums, scratch_lanes
 
 # Groups of channels that channels_moments hands to the threads.
 _CHANNEL_GROUPS = 256
@@ -77,6 +86,19 @@ def shift_reference(x3):
     return ref
 
 
+@njit(inline="always", **SUMS_JIT)
+def _start_block(k0, ma, shift, srel, s, s2):
+    """Start a block of the rows kernels: its shift ``K + ma`` (``ma`` the
+    task's mean so far, relative to ``K``), the shift relative to ``K`` as
+    rounded (``srel``, see :func:`~.formulas.exact_sub`), and the sums ``s``
+    and ``s2`` zeroed."""
+    for j in range(shift.shape[0]):
+        shift[j] = k0[j] + ma[j]
+    exact_sub_into(shift, k0, srel)
+    s[:] = 0.0
+    s2[:] = 0.0
+
+
 @njit(parallel=True, **SUMS_JIT)
 def rows_moments(x, block, n_tasks, ref=None):
     """Per-column moments of ``x`` (n, d); NaN propagates (no weights).
@@ -99,16 +121,12 @@ def rows_moments(x, block, n_tasks, ref=None):
     :func:`shift_reference`).
     """
     n, d = x.shape
-    if ref is None:
-        k0 = shift_reference(x.reshape(n, d, 1))
-    else:
-        k0 = ref
-    n_blocks = (n + block - 1) // block
-    cnt = np.zeros((n_tasks, d))
-    mean = np.zeros((n_tasks, d))
-    m2 = np.zeros((n_tasks, d))
+    k0 = shift_reference(x.reshape(n, d, 1)) if ref is None else ref
+    cnt, mean, m2 = task_tables(n_tasks, d)
     for t in prange(n_tasks):
-        b0, b1 = task_range(t, n_tasks, n_blocks)
+        b0, b1 = task_range(t, n_tasks, block_count(n, block))
+        # The scratch rows are allocated here: taken as a tuple from an
+        # inlined helper, they cost this kernel 10 to 15 % of its time.
         shift = np.empty(d)
         srel = np.empty(d)
         s = np.empty(d)
@@ -118,14 +136,9 @@ def rows_moments(x, block, n_tasks, ref=None):
         qa = m2[t]
         na = 0.0
         for b in range(b0, b1):
-            r0 = b * block
-            r1 = min(n, r0 + block)
+            r0, r1 = block_range(b, block, n)
             nb = float(r1 - r0)
-            for j in range(d):
-                shift[j] = k0[j] + ma[j]
-            exact_sub_into(shift, k0, srel)
-            s[:] = 0.0
-            q[:] = 0.0
+            _start_block(k0, ma, shift, srel, s, q)
             # Four rows per sweep: a quarter of the accumulator loads and
             # stores, which otherwise bound this loop rather than memory.
             r4 = r0 + (r1 - r0) // 4 * 4
@@ -186,16 +199,10 @@ def rows_moments_masked(x, w, block, n_tasks, ref=None):
     exactly its value as mean and exactly 0 as M2, whatever the weights.
     """
     n, d = x.shape
-    if ref is None:
-        k0 = shift_reference(x.reshape(n, d, 1))
-    else:
-        k0 = ref
-    n_blocks = (n + block - 1) // block
-    cnt = np.zeros((n_tasks, d))
-    mean = np.zeros((n_tasks, d))
-    m2 = np.zeros((n_tasks, d))
+    k0 = shift_reference(x.reshape(n, d, 1)) if ref is None else ref
+    cnt, mean, m2 = task_tables(n_tasks, d)
     for t in prange(n_tasks):
-        b0, b1 = task_range(t, n_tasks, n_blocks)
+        b0, b1 = task_range(t, n_tasks, block_count(n, block))
         shift = np.empty(d)
         srel = np.empty(d)
         s = np.empty(d)
@@ -206,13 +213,8 @@ def rows_moments_masked(x, w, block, n_tasks, ref=None):
         ma = mean[t]
         qa = m2[t]
         for b in range(b0, b1):
-            r0 = b * block
-            r1 = min(n, r0 + block)
-            for j in range(d):
-                shift[j] = k0[j] + ma[j]
-            exact_sub_into(shift, k0, srel)
-            s[:] = 0.0
-            sw[:] = 0.0
+            r0, r1 = block_range(b, block, n)
+            _start_block(k0, ma, shift, srel, s, sw)
             for r in range(r0, r1):
                 wr = w[r, 0]
                 for j in range(d):
@@ -284,8 +286,7 @@ def channels_moments(x, seg_len, ref=None):
     n_groups = min(c, _CHANNEL_GROUPS)
     for g in prange(n_groups):
         c0, c1 = task_range(g, n_groups, c)
-        ls = np.empty(LANES)
-        lq = np.empty(LANES)
+        ls, lq = scratch_lanes()
         for ch in range(c0, c1):
             na = 0.0
             ma = 0.0
@@ -304,34 +305,53 @@ def channels_moments(x, seg_len, ref=None):
     return cnt, mean, m2
 
 
+@njit(inline="always", **SUMS_JIT)
+def _masked_run_moments(v, w, k, la, lb):
+    """Weighted moments ``(sum(w), mean - k, M2)`` of the values of the run
+    ``v`` that are not NaN, in two passes (the second around the mean);
+    ``la``, ``lb`` are the scratch lanes of :func:`masked_lane_sums`."""
+    sw, s = masked_lane_sums(v, w, k, la, lb, False)
+    loc = ratio(s, sw)
+    e, q = masked_lane_sums(v, w, k + loc, la, lb, True)
+    return sw, loc, corrected_m2(q, e, sw)
+
+
+@njit(inline="always", **SUMS_JIT)
+def _segments_tables(x, w, seg_len, n_tasks, k0, masked):
+    """The per-task moment tables ``(n_tasks, c)`` of
+    :func:`segments_moments` (``masked`` False, ``w`` unused) and
+    :func:`segments_moments_masked` (``masked`` True), means relative to
+    ``k0``; the kernels merge them and handle their ``ref`` themselves."""
+    outer, c, inner = x.shape
+    k_per, n_units = segment_units(x.shape, seg_len)
+    cnt, mean, m2 = task_tables(n_tasks, c)
+    for t in prange(n_tasks):
+        u0, u1 = task_range(t, n_tasks, n_units)
+        la, lb = scratch_lanes()
+        for u in range(u0, u1):
+            o, ch, i0, i1 = segment_unit(u, k_per, c, seg_len, inner)
+            run = x[o, ch, i0:i1]
+            k = k0[ch] + mean[t, ch]
+            if masked:
+                nb, loc, q = _masked_run_moments(run, w[o, i0:i1], k, la, lb)
+            else:
+                nb, loc, q = _run_moments(run, k, la, lb)
+            # A dense run is never empty; an empty weighted one merges as
+            # a no-op.
+            rel = exact_sub(k, k0[ch]) + loc if nb > 0.0 else 0.0
+            cnt[t, ch], mean[t, ch], m2[t, ch] = chan_merge(
+                cnt[t, ch], mean[t, ch], m2[t, ch], nb, rel, q
+            )
+    return cnt, mean, m2
+
+
 @njit(parallel=True, **SUMS_JIT)
 def segments_moments(x, seg_len, n_tasks, ref=None):
     """Per-channel moments of ``x`` (outer, c, inner); NaN propagates.
 
     ``ref`` as in :func:`rows_moments`."""
-    outer, c, inner = x.shape
     k0 = shift_reference(x) if ref is None else ref
-    k_per = (inner + seg_len - 1) // seg_len
-    n_units = outer * c * k_per
-    cnt = np.zeros((n_tasks, c))
-    mean = np.zeros((n_tasks, c))
-    m2 = np.zeros((n_tasks, c))
-    for t in prange(n_tasks):
-        u0, u1 = task_range(t, n_tasks, n_units)
-        ls = np.empty(LANES)
-        lq = np.empty(LANES)
-        for u in range(u0, u1):
-            o, ch, i0, i1 = segment_unit(u, k_per, c, seg_len, inner)
-            k = k0[ch] + mean[t, ch]
-            nb, loc, q = _run_moments(x[o, ch, i0:i1], k, ls, lq)
-            cnt[t, ch], mean[t, ch], m2[t, ch] = chan_merge(
-                cnt[t, ch],
-                mean[t, ch],
-                m2[t, ch],
-                nb,
-                exact_sub(k, k0[ch]) + loc,
-                q,
-            )
+    cnt, mean, m2 = _segments_tables(x, x[:, 0], seg_len, n_tasks, k0, False)
     out = merge_task_moments(cnt, mean, m2)
     if ref is None:
         absolute_means(out[0], out[1], k0)
@@ -345,30 +365,8 @@ def segments_moments_masked(x, w, seg_len, n_tasks, ref=None):
     ``w`` has shape ``(outer, inner)`` (any strides, zero strides allowed);
     ``ref`` as in :func:`rows_moments`.
     """
-    outer, c, inner = x.shape
     k0 = shift_reference(x) if ref is None else ref
-    k_per = (inner + seg_len - 1) // seg_len
-    n_units = outer * c * k_per
-    cnt = np.zeros((n_tasks, c))
-    mean = np.zeros((n_tasks, c))
-    m2 = np.zeros((n_tasks, c))
-    for t in prange(n_tasks):
-        u0, u1 = task_range(t, n_tasks, n_units)
-        la = np.empty(LANES)
-        lb = np.empty(LANES)
-        for u in range(u0, u1):
-            o, ch, i0, i1 = segment_unit(u, k_per, c, seg_len, inner)
-            run = x[o, ch, i0:i1]
-            wr = w[o, i0:i1]
-            k = k0[ch] + mean[t, ch]
-            sw, s = masked_lane_sums(run, wr, k, la, lb, False)
-            loc = ratio(s, sw)
-            e, q = masked_lane_sums(run, wr, k + loc, la, lb, True)
-            q = corrected_m2(q, e, sw)
-            rel = exact_sub(k, k0[ch]) + loc if sw > 0.0 else 0.0
-            cnt[t, ch], mean[t, ch], m2[t, ch] = chan_merge(
-                cnt[t, ch], mean[t, ch], m2[t, ch], sw, rel, q
-            )
+    cnt, mean, m2 = _segments_tables(x, w, seg_len, n_tasks, k0, True)
     out = merge_task_moments(cnt, mean, m2)
     if ref is None:
         absolute_means(out[0], out[1], k0)
