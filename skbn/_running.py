@@ -109,9 +109,16 @@ class RunningStatsMixin:
             beta if self.center else np.zeros(n_features),
         )
 
-    def _start(self, n_features: int, axes: tuple[int, ...], ndim: int) -> None:
-        """The fitted state of a fit before its first batch is folded in."""
-        gamma, beta = self._initial_affine(n_features)
+    def _start(
+        self,
+        n_features: int,
+        axes: tuple[int, ...],
+        ndim: int,
+        affine: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        """The fitted state of a fit before its first batch is folded in
+        (``affine``: ``gamma_`` and ``beta_`` when already made)."""
+        gamma, beta = self._initial_affine(n_features) if affine is None else affine
         self.n_features_in_ = n_features
         self._axes = axes
         self._fit_axis = self.axis
@@ -200,7 +207,7 @@ class RunningStatsMixin:
         else:
             batch = backend.moments(layout, sample_weight, names)
         if reset:
-            self._start(n_features, layout.axes, len(layout.shape))
+            self._start(n_features, layout.axes, len(layout.shape), (gamma, beta))
         self._fold_in(batch, layout.shape[0])
         if output == WRITE_BY_RUNNING:
             scale, offset = coefficients(self.running_var_, gamma, beta, eps)
@@ -236,23 +243,26 @@ class RunningStatsMixin:
         ``(False, None)``, and nothing changed, when the batch holds NaN or
         infinity: the general path then handles it.
         """
-        n = X.shape[1]
-        if fitted:
-            running = (self.running_mean_, self.running_var_, self._seen)
-            gamma, beta = self._effective_affine()
-        else:
-            # Checked before anything is assigned.
-            gamma, beta = self._initial_affine(n)
-            running = (np.zeros(n), np.ones(n), np.zeros(n))
-        res = backend.small_train(
-            X, running, self.momentum, gamma, beta, self.eps, output
-        )
-        if res is None:
-            return False, None
         if not fitted:
+            # fit's state before its first batch (gamma and beta checked
+            # first); undone below if the batch must take the general path.
+            self._start(X.shape[1], (1,), 2)
             # What the feature-name check does on a fit from a plain ndarray.
             self.__dict__.pop("feature_names_in_", None)
-            self._start(n, (1,), 2)
+        gamma, beta = self._effective_affine()
+        res = backend.small_train(
+            X,
+            (self.running_mean_, self.running_var_, self._seen),
+            self.momentum,
+            gamma,
+            beta,
+            self.eps,
+            output,
+        )
+        if res is None:
+            if not fitted:
+                self._reset()
+            return False, None
         self.running_mean_, self.running_var_, self._seen, y = res
         self.n_samples_seen_ += X.shape[0]
         self.n_batches_seen_ += 1
@@ -262,9 +272,11 @@ class RunningStatsMixin:
 
     def _apply(self, X: Any, copy: bool | None, inverse: bool) -> Any:
         """Normalize ``X`` with the running statistics, or undo it."""
-        # check_is_fitted(self) scans every attribute (~5 µs a call); the
-        # running mean exists exactly when the estimator is fitted.
-        check_is_fitted(self, "running_mean_")
+        # The running mean exists exactly when the estimator is fitted; even
+        # check_is_fitted(self, "running_mean_") costs microseconds, as much
+        # as a small batch's arithmetic, so it only runs to raise.
+        if "running_mean_" not in self.__dict__:
+            check_is_fitted(self, "running_mean_")
         # Before any kernel reads them (a training loop may assign them).
         check_fitted_vectors(self)
         self._check_params()

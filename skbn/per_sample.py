@@ -103,7 +103,9 @@ class _PerSampleNormalizer(
         Returns
         -------
         X_out : ndarray of the shape and float dtype of ``X``
-            Normalized data (a lazy dask array for dask input).
+            Each sample normalized by its own statistics, then scaled and
+            shifted (a lazy dask array for dask input, computed block by
+            block).
 
         Examples
         --------

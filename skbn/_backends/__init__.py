@@ -41,7 +41,9 @@ def for_input(X, device="auto"):
     ValueError
         GPU data with ``device="cpu"``, or CUDA requested where it cannot run.
     """
-    if type(X) is not np.ndarray and dask.is_dask(X):
+    if type(X) is np.ndarray and device != "cuda":
+        return host  # the common case, first: a streaming loop calls this often
+    if dask.is_dask(X):
         return dask
     if cuda.on_cuda(device, X):
         return cuda

@@ -8,6 +8,8 @@ compiled functions, so that the copy a caller links in computes the same
 operations whether the caller was compiled or loaded from Numba's cache.
 """
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -146,15 +148,23 @@ def all_finite(a, b):
 
 
 @njit(**IEEE)
+def feature_scale(var, eps, gamma):
+    """The normalize step's scale of one feature, ``gamma / sqrt(var + eps)``,
+    rounded as ``1 / sqrt(var + eps) * gamma``: the one formula, compiled for
+    the CPU here and for the GPU from the same source
+    (:mod:`skbn._kernels.cuda.device`)."""
+    return 1.0 / math.sqrt(var + eps) * gamma
+
+
+@njit(**IEEE)
 def coefficients(var, gamma, beta, eps, use_gamma, use_beta):
     """Per-feature ``scale = gamma / sqrt(var + eps)`` and ``offset = beta``."""
     d = var.shape[0]
     scale = np.empty(d)
     offset = np.zeros(d)
     for j in range(d):
-        scale[j] = 1.0 / np.sqrt(var[j] + eps)
-        if use_gamma:
-            scale[j] *= gamma[j]
+        # Times 1.0 is exact: without gamma the scale is 1 / sqrt(var + eps).
+        scale[j] = feature_scale(var[j], eps, gamma[j] if use_gamma else 1.0)
         if use_beta:
             offset[j] = beta[j]
     return scale, offset

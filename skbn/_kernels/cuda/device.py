@@ -1,9 +1,10 @@
 """Device functions shared by the CUDA kernels: the per-thread loops of each
 layout, a thread's place in a launch, and the fixed-tree merges of a block.
 
-:func:`chan_merge` is :func:`skbn._kernels.formulas.chan_merge` compiled for the
-device from the same Python function: every merge, in a block and across
-blocks, is the one update.
+:func:`chan_merge`, :func:`feature_scale` and :func:`ratio` are the CPU's
+functions of :mod:`skbn._kernels.cpu.formulas` compiled for the device from
+the same Python source: every merge, in a block and across blocks, is the one
+update, and the normalize scale is the one formula.
 """
 
 import math
@@ -14,6 +15,8 @@ from numba import cuda
 from ..cpu import formulas
 
 chan_merge = cuda.jit(device=True)(formulas.chan_merge.py_func)
+feature_scale = cuda.jit(device=True)(formulas.feature_scale.py_func)
+ratio = cuda.jit(device=True)(formulas.ratio.py_func)
 
 
 # -- device functions ------------------------------------------------------------------

@@ -1,7 +1,6 @@
 """Moments on the GPU: the reduction kernels of both layouts, the merge
 kernel, and the drivers :func:`moments` and :func:`forward`."""
 
-import math
 from functools import cache
 
 import numpy as np
@@ -12,7 +11,9 @@ from ..cpu import formulas
 from .device import (
     chan_merge,
     device_functions,
+    feature_scale,
     moments_of,
+    ratio,
     rows_place,
     segments_place,
     segments_unit,
@@ -164,9 +165,8 @@ def merge_kernel(tpb):
             mom[1, j] = sm[0]
             mom[2, j] = sq[0]
             if fused:
-                var = sq[0] / n if n > 0.0 else 0.0
                 coef[0, j] = sm[0]
-                coef[1, j] = 1.0 / math.sqrt(var + eps) * coef[1, j]
+                coef[1, j] = feature_scale(ratio(sq[0], n), eps, coef[1, j])
 
     return kernel
 
