@@ -276,9 +276,7 @@ def batch_norm_backward(
     gamma = np.ones(n_feat) if cache.gamma is None else cache.gamma
     if isinstance(layout, Layout):
         dy3 = Layout(as_grad(dy, layout.shape, x3.dtype), cache.axes).x3
-        stats = norm.SpanStats.of(
-            cache.spans, cache.mean, cache.inv_std, cache.r, cache.d
-        )
+        stats = norm.SpanStats(cache.spans, cache.mean, cache.inv_std, cache.r, cache.d)
         dx3, dgamma, dbeta = norm.backward(x3, dy3, stats, gamma, cache.training)
         dx = layout.restore(dx3)
     else:

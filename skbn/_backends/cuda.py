@@ -281,7 +281,7 @@ def forward(layout, gamma, beta, eps, running, renorm, vbs, training):
         return y, SpanStats.of_running(outer, mean, var, eps), None
     batch, y = train_forward(layout, None, gamma, beta, eps)
     reject_missing(batch.count, outer * inner)
-    stats = SpanStats([(0, outer)], Moments(*(a[None] for a in batch)), eps)
+    stats = SpanStats.of_moments([(0, outer)], Moments(*(a[None] for a in batch)), eps)
     return y, stats, batch
 
 

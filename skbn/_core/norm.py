@@ -10,6 +10,7 @@ per span.
 """
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -222,45 +223,39 @@ def normalize_spans(x3, spans, mean, inv_std, gamma, beta, r=None, d=None):
     return y3
 
 
-class SpanStats:
-    """The statistics one training-mode forward normalized each span by.
+class SpanStats(NamedTuple):
+    """The statistics a forward pass normalized each span by (what the
+    backward pass needs).
 
     Attributes
     ----------
     spans : list of (int, int)
-    moments : Moments
-        Per span, ``(n_spans, d)`` arrays.
     mean, inv_std : ndarray of shape (n_spans, d)
     r, d : ndarray of shape (n_spans, d) or None
         Batch Renormalization's factors.
     """
 
-    __slots__ = ("spans", "moments", "mean", "inv_std", "r", "d")
+    spans: list
+    mean: np.ndarray
+    inv_std: np.ndarray
+    r: np.ndarray | None = None
+    d: np.ndarray | None = None
 
-    def __init__(self, spans, moments, eps, running=None, renorm=None):
-        self.spans = spans
-        self.moments = moments
-        self.mean = moments.mean
+    @classmethod
+    def of_moments(cls, spans, moments, eps, running=None, renorm=None):
+        """Training mode: each span by its own moments (``(n_spans, d)``),
+        renormalized when ``renorm`` is given and ``running`` holds the
+        statistics before the batch."""
         var = moments.var
-        self.inv_std = inv_std(var, eps)
-        self.r = self.d = None
+        r = d = None
         if renorm is not None and running is not None:
-            self.r, self.d = renorm_factors(self.mean, var, *running, eps, renorm)
+            r, d = renorm_factors(moments.mean, var, *running, eps, renorm)
+        return cls(spans, moments.mean, inv_std(var, eps), r, d)
 
     @classmethod
     def of_running(cls, n_outer, running_mean, running_var, eps):
         """One span normalized by running statistics (inference mode)."""
-        return cls.of(
-            [(0, n_outer)], running_mean[None], inv_std(running_var[None], eps)
-        )
-
-    @classmethod
-    def of(cls, spans, mean, inv_std, r=None, d=None):
-        """The statistics as a forward pass kept them (for the backward)."""
-        stats = cls.__new__(cls)
-        stats.spans, stats.moments = spans, None
-        stats.mean, stats.inv_std, stats.r, stats.d = mean, inv_std, r, d
-        return stats
+        return cls([(0, n_outer)], running_mean[None], inv_std(running_var[None], eps))
 
 
 def forward(layout, gamma, beta, eps, running, renorm, vbs, training):
@@ -292,7 +287,7 @@ def forward(layout, gamma, beta, eps, running, renorm, vbs, training):
         cut = spans(x3.shape[0], layout.shape[0], vbs)
         mom = span_moments(x3, cut)
         reject_missing(mom.count, (cut[0][1] - cut[0][0]) * x3.shape[2])
-        stats = SpanStats(cut, mom, eps, running, renorm)
+        stats = SpanStats.of_moments(cut, mom, eps, running, renorm)
         batch = merge_spans(mom)
     else:
         stats = SpanStats.of_running(x3.shape[0], *running, eps)
@@ -353,7 +348,7 @@ def train_normalize(
         )
     cut = spans(x3.shape[0], n, virtual_batch_size)
     mom = span_moments(x3, cut, sample_weight, feature_names)
-    stats = SpanStats(cut, mom, eps, running, renorm)
+    stats = SpanStats.of_moments(cut, mom, eps, running, renorm)
     y3 = normalize_spans(
         x3, cut, stats.mean, stats.inv_std, gamma, beta, stats.r, stats.d
     )
