@@ -13,16 +13,19 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from ._core.moments import EMA_MODES
 from ._sklearn_compat import Interval, StrOptions
 from ._validation import feature_vector
 
 EPS = Interval(Real, 0, math.inf, closed="neither")
 MOMENTUM = Interval(Real, 0, 1, closed="both")
 POSITIVE_INT = Interval(Integral, 1, None, closed="left")
+EMA = StrOptions(set(EMA_MODES))
 
 #: ``BatchNormalizer``'s constraints.
 BATCH_NORM = {
     "momentum": [MOMENTUM, None],
+    "ema": [EMA],
     "eps": [EPS],
     "axis": [Integral, tuple],
     "center": ["boolean"],
@@ -84,6 +87,15 @@ def check_eps(eps):
 def check_momentum(momentum):
     """``momentum`` of a function: a float in [0, 1] (:data:`MOMENTUM`)."""
     return check("momentum", momentum, MOMENTUM, "a float in [0, 1]", "in [0, 1]")
+
+
+def check_ema(ema):
+    """``ema`` of a function: one of :data:`skbn._core.moments.EMA_MODES`."""
+    if not isinstance(ema, str):
+        raise TypeError(f"ema must be 'batch' or 'mixture'; got {ema!r}.")
+    if not EMA.is_satisfied_by(ema):
+        raise ValueError(f"ema must be 'batch' or 'mixture'; got {ema!r}.")
+    return ema
 
 
 def check_training(training):

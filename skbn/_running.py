@@ -9,6 +9,7 @@ chosen once per call (:meth:`RunningStatsMixin._backend`), and the math is
 :mod:`skbn._core`'s.
 """
 
+import math
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import _monitor, _params
 from ._backends import check_device, for_input
 from ._backends.numpy import WRITE_BY_BATCH, WRITE_BY_RUNNING
-from ._core.moments import ema_update
+from ._core.moments import ema_update, samples_seen
 from ._core.norm import coefficients, inverse_coefficients
 from ._core.views import check_axis
 from ._validation import check_fitted_vectors, feature_vector
@@ -39,7 +40,7 @@ class RunningStatsMixin:
     running_mean_: np.ndarray
     running_var_: np.ndarray
     _seen: np.ndarray
-    n_samples_seen_: int
+    n_samples_seen_: Any
     n_batches_seen_: int
 
     # -- parameters and state ---------------------------------------------------
@@ -53,6 +54,7 @@ class RunningStatsMixin:
         key = _typed(
             (
                 self.momentum,
+                self.ema,
                 self.eps,
                 self.axis,
                 self.center,
@@ -208,7 +210,7 @@ class RunningStatsMixin:
             batch = backend.moments(layout, sample_weight, names)
         if reset:
             self._start(n_features, layout.axes, len(layout.shape), (gamma, beta))
-        self._fold_in(batch, layout.shape[0])
+        self._fold_in(batch, layout.shape, layout.axes)
         if output == WRITE_BY_RUNNING:
             scale, offset = coefficients(self.running_var_, gamma, beta, eps)
             y = backend.normalize(
@@ -216,13 +218,28 @@ class RunningStatsMixin:
             )
         return y
 
-    def _fold_in(self, batch: Any, n_samples: int) -> None:
-        """Fold a batch's moments into the running statistics."""
+    def _fold_in(self, batch: Any, shape: Any, axes: tuple[int, ...]) -> None:
+        """Fold the moments of a batch of ``shape`` (feature ``axes``) into
+        the running statistics and the counts."""
         mean, var, seen = ema_update(
-            self.running_mean_, self.running_var_, self._seen, batch, self.momentum
+            self.running_mean_,
+            self.running_var_,
+            self._seen,
+            batch,
+            self.momentum,
+            self.ema,
         )
         self.running_mean_, self.running_var_, self._seen = mean, var, seen
-        self.n_samples_seen_ += n_samples
+        n_samples = shape[0]
+        if 0 in axes:
+            # Axis 0 holds features: every sample is seen, whatever is NaN.
+            count, per_sample = np.full(batch.count.shape, float(n_samples)), 1
+        else:
+            count = batch.count
+            per_sample = math.prod(
+                shape[i] for i in range(1, len(shape)) if i not in axes
+            )
+        self.n_samples_seen_ = samples_seen(self.n_samples_seen_, count, per_sample)
         self.n_batches_seen_ += 1
         if self.track_batch_stats:
             self._batch_stats = _monitor.record(
@@ -254,6 +271,7 @@ class RunningStatsMixin:
             X,
             (self.running_mean_, self.running_var_, self._seen),
             self.momentum,
+            self.ema,
             gamma,
             beta,
             self.eps,
@@ -264,7 +282,8 @@ class RunningStatsMixin:
                 self._reset()
             return False, None
         self.running_mean_, self.running_var_, self._seen, y = res
-        self.n_samples_seen_ += X.shape[0]
+        # Not +=: an array of counts may be shared with the caller.
+        self.n_samples_seen_ = self.n_samples_seen_ + X.shape[0]
         self.n_batches_seen_ += 1
         return True, y
 

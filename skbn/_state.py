@@ -11,6 +11,7 @@ parameter, or arrays of the wrong shape all raise ``ValueError``.
 """
 
 import json
+import math
 import os
 import re
 import zipfile
@@ -384,6 +385,26 @@ def _build(cls, meta, arrays):
     return est
 
 
+def _check_samples_seen(seen, n):
+    """``n_samples_seen_`` as a fit leaves it: a non-negative int, a
+    non-negative finite float (a sum of sample weights), or an array of
+    those per feature (see :func:`skbn._core.moments.samples_seen`)."""
+    if isinstance(seen, np.ndarray):
+        ok = (
+            seen.shape == (n,)
+            and seen.dtype.kind in "iuf"
+            and bool(np.all(np.isfinite(seen) & (seen >= 0)))
+        )
+        what = f"an array of {n} non-negative counts"
+    else:
+        ok = (
+            _is_int(seen) or (isinstance(seen, float) and math.isfinite(seen))
+        ) and seen >= 0
+        what = "a non-negative count"
+    if not ok:
+        raise ValueError(f"n_samples_seen_ must be {what}, got {seen!r}.")
+
+
 def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -430,9 +451,15 @@ def _check_fitted_state(target, attrs):
     n = attrs["n_features_in_"]
     if not _is_int(n) or n < 1:
         raise ValueError(f"n_features_in_ must be a positive int, got {n!r}.")
-    for key in ("n_samples_seen_", "n_batches_seen_"):
-        if key in attrs and (not _is_int(attrs[key]) or attrs[key] < 0):
-            raise ValueError(f"{key} must be a non-negative int, got {attrs[key]!r}.")
+    if "n_batches_seen_" in attrs and (
+        not _is_int(attrs["n_batches_seen_"]) or attrs["n_batches_seen_"] < 0
+    ):
+        raise ValueError(
+            f"n_batches_seen_ must be a non-negative int, got "
+            f"{attrs['n_batches_seen_']!r}."
+        )
+    if "n_samples_seen_" in attrs:
+        _check_samples_seen(attrs["n_samples_seen_"], n)
     names = attrs.get("feature_names_in_")
     if names is not None and (
         not isinstance(names, np.ndarray) or names.ndim != 1 or len(names) != n

@@ -52,6 +52,24 @@ class BatchNormalizer(
         batches, the same numbers as ``StandardScaler.partial_fit``), which is
         what "precise BN" population statistics want; PyTorch's
         ``momentum=None`` instead averages batch statistics with equal weight.
+    ema : {"batch", "mixture"}, default="batch"
+        How a batch is folded into the running statistics.  ``"batch"`` is
+        batch norm's update (PyTorch, Keras, Flax): the running mean and the
+        running variance each average the batch's own mean and variance.  It
+        forgets how far the batch *mean* moved, so batches of one row (every
+        batch variance 0) leave ``running_var_`` at 0, and batches of a few
+        rows underestimate the variance of the stream.  ``"mixture"`` keeps
+        the statistics of the mixture of the running distribution (weight
+        ``momentum``) and the batch (weight ``1 - momentum``)::
+
+            mean = momentum * mean + (1 - momentum) * mean_b
+            var  = momentum * var + (1 - momentum) * var_b
+                   + momentum * (1 - momentum) * (mean_b - mean)**2
+
+        right at any batch size; for one-row batches it is the exponentially
+        weighted variance of river's ``EWVar`` and ``AdaptiveStandardScaler``
+        (their ``fading_factor`` is ``1 - momentum``).  With ``momentum=None``
+        (exact pooling) ``ema`` changes nothing.
     eps : float > 0, default=1e-5
         Added to the variance before the square root.
     axis : int or tuple of int, default=-1
@@ -113,9 +131,14 @@ class BatchNormalizer(
         Scale applied after normalizing; a training loop may update it.
     beta_ : ndarray of shape (n_features,)
         Shift applied after normalizing; a training loop may update it.
-    n_samples_seen_ : int
+    n_samples_seen_ : int, float or ndarray of shape (n_features,)
         Number of samples (rows, entries along axis 0) seen since the last
-        :meth:`fit`.
+        :meth:`fit`, counted as :class:`~sklearn.preprocessing.StandardScaler`
+        counts them: per feature, NaN values are not counted, and with
+        ``sample_weight`` the weights are summed.  One number (an ``int``
+        when whole) when every feature has the same count, otherwise an array
+        per feature.  For N-D data a sample counts by the share of its values
+        of the feature that are not NaN.
     n_batches_seen_ : int
         Number of batches seen since the last :meth:`fit` (``fit`` counts one).
     n_features_in_ : int
@@ -182,6 +205,7 @@ class BatchNormalizer(
         self,
         *,
         momentum: float | None = 0.9,
+        ema: str = "batch",
         eps: float = 1e-5,
         axis: int | tuple[int, ...] = -1,
         center: bool = True,
@@ -196,6 +220,7 @@ class BatchNormalizer(
         virtual_batch_size: int | None = None,
     ) -> None:
         self.momentum = momentum
+        self.ema = ema
         self.eps = eps
         self.axis = axis
         self.center = center

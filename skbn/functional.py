@@ -57,6 +57,7 @@ from ._core.moments import ema_update
 from ._core.views import Layout, channel_view, layer_view, normalize_axis, restore_view
 from ._params import (
     affine_vector,
+    check_ema,
     check_eps,
     check_momentum,
     check_renorm,
@@ -91,6 +92,7 @@ def batch_norm_forward(
     running_mean: np.ndarray | None = None,
     running_var: np.ndarray | None = None,
     momentum: float = 0.9,
+    ema: str = "batch",
     training: bool = True,
     renorm: tuple[float, float] | None = None,
     virtual_batch_size: int | None = None,
@@ -126,6 +128,10 @@ def batch_norm_forward(
         ``running = momentum * running + (1 - momentum) * batch`` (Keras'
         convention).  PyTorch's ``momentum`` weighs the
         new batch: PyTorch's 0.1 is skbn's 0.9.
+    ema : {"batch", "mixture"}, default="batch"
+        The running-statistics update, as in :class:`~skbn.BatchNormalizer`:
+        ``"mixture"`` also adds ``momentum * (1 - momentum) * (mean_b -
+        mean)**2`` to the running variance (right for small batches).
     training : bool, default=True
         Normalize by the batch statistics (True) or by the running ones.
     renorm : (r_max, d_max) or None, default=None
@@ -170,6 +176,7 @@ def batch_norm_forward(
     """
     eps = check_eps(eps)
     momentum = check_momentum(momentum)
+    ema = check_ema(ema)
     renorm = check_renorm(renorm)
     training = check_training(training)
     if cuda.is_cuda(x):
@@ -206,7 +213,7 @@ def batch_norm_forward(
         # update is always the momentum one.
         old_mean, old_var = running
         new_mean, new_var, _ = ema_update(
-            old_mean, old_var, np.ones(n_feat), batch, momentum
+            old_mean, old_var, np.ones(n_feat), batch, momentum, ema
         )
         # Written last, when nothing else can raise.
         assert running_mean is not None and running_var is not None

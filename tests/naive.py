@@ -106,12 +106,17 @@ def merge(a, b):
     return count, mean, m2
 
 
-def ema_update(running_mean, running_var, seen, batch_count, batch_mean, batch_var, m):
+def ema_update(
+    running_mean, running_var, seen, batch_count, batch_mean, batch_var, m, ema="batch"
+):
     """One momentum update, per feature, with the spec's conventions.
 
     ``running = m * old + (1 - m) * batch``; a feature never seen takes the
     batch statistics as they are; a feature with no value in the batch keeps
-    its running statistics.  Returns new ``(mean, var, seen)``.
+    its running statistics.  ``ema="mixture"``: the variance of the mixture
+    of the two distributions with weights ``m`` and ``1 - m``, computed as
+    ``E[x**2] - E[x]**2`` of the mixture (not the code's merge formula).
+    Returns new ``(mean, var, seen)``.
     """
     d = len(running_mean)
     mean = np.array(running_mean, dtype=np.float64)
@@ -123,6 +128,12 @@ def ema_update(running_mean, running_var, seen, batch_count, batch_mean, batch_v
         if seen[j] == 0:
             mean[j] = batch_mean[j]
             var[j] = batch_var[j]
+        elif ema == "mixture":
+            mean[j] = m * running_mean[j] + (1 - m) * batch_mean[j]
+            second = m * (running_var[j] + running_mean[j] ** 2) + (1 - m) * (
+                batch_var[j] + batch_mean[j] ** 2
+            )
+            var[j] = second - mean[j] ** 2
         else:
             mean[j] = m * running_mean[j] + (1 - m) * batch_mean[j]
             var[j] = m * running_var[j] + (1 - m) * batch_var[j]
@@ -130,7 +141,7 @@ def ema_update(running_mean, running_var, seen, batch_count, batch_mean, batch_v
     return mean, var, new_seen
 
 
-def running_stats(batches, momentum, axis=-1, sample_weights=None):
+def running_stats(batches, momentum, axis=-1, sample_weights=None, ema="batch"):
     """Running ``(mean, var)`` after a sequence of ``partial_fit`` batches.
 
     ``momentum=None`` is the exact statistics of all batches pooled; otherwise
@@ -163,7 +174,7 @@ def running_stats(batches, momentum, axis=-1, sample_weights=None):
     mean, var, seen = np.zeros(d), np.ones(d), np.zeros(d)
     for b, g in zip(batches, grids, strict=True):
         count, bmean, bvar, _ = moments(b, axis, g)
-        mean, var, seen = ema_update(mean, var, seen, count, bmean, bvar, momentum)
+        mean, var, seen = ema_update(mean, var, seen, count, bmean, bvar, momentum, ema)
     return mean, var
 
 

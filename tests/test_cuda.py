@@ -24,7 +24,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 
-from skbn import BatchNormalizer, _config
+from skbn import BatchNormalizer, _config, functional
 from skbn._backends import cuda_arrays
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
@@ -290,6 +290,35 @@ def test_stream_matches_cpu(rng, shape, axis, momentum):
     assert_allclose(host(on_gpu.transform(dev(X))), on_cpu.transform(X), rtol=1e-6)
     Y = on_cpu.transform(X)
     assert_allclose(host(on_gpu.inverse_transform(dev(Y))), X, rtol=1e-5)
+
+
+@needs_cuda
+def test_mixture_stream_and_nan_counts_match_cpu(rng):
+    # ema="mixture" and scikit-learn's n_samples_seen_ on the GPU path: one-row
+    # batches (the case the mixture update is for), NaN in one feature.
+    on_cpu = BatchNormalizer(momentum=0.7, ema="mixture")
+    on_gpu = clone(on_cpu)
+    for k in (1, 1, 3, 1):
+        X = data(rng, (k, 3), np.float64)
+        X[0, 2] = np.nan
+        on_cpu.partial_fit(X)
+        on_gpu.partial_fit(dev(X))
+    assert_allclose(on_gpu.running_mean_, on_cpu.running_mean_, rtol=1e-12)
+    assert_allclose(on_gpu.running_var_, on_cpu.running_var_, rtol=1e-12)
+    assert on_cpu.running_var_[0] > 0.0
+    assert_array_equal(on_gpu.n_samples_seen_, [6, 6, 2])
+    assert_array_equal(on_cpu.n_samples_seen_, [6, 6, 2])
+    x = dev(data(rng, (4, 3), np.float64))
+    rm, rv = np.zeros(3), np.ones(3)
+    rm_cpu, rv_cpu = rm.copy(), rv.copy()
+    functional.batch_norm_forward(
+        x, 1.0, 0.0, running_mean=rm, running_var=rv, ema="mixture"
+    )
+    functional.batch_norm_forward(
+        host(x), 1.0, 0.0, running_mean=rm_cpu, running_var=rv_cpu, ema="mixture"
+    )
+    assert_allclose(rm, rm_cpu, rtol=1e-12)
+    assert_allclose(rv, rv_cpu, rtol=1e-12)
 
 
 @needs_cuda

@@ -83,7 +83,14 @@ def test_partial_fit_over_any_split_equals_fit(data, cuts):
     atol_mean, atol_var = _tolerances(X)
     assert_allclose(bn.running_mean_, full.running_mean_, rtol=1e-12, atol=atol_mean)
     assert_allclose(bn.running_var_, full.running_var_, rtol=1e-12, atol=atol_var)
-    assert bn.n_samples_seen_ == full.n_samples_seen_ == n
+    # scikit-learn's count: per feature, the weights (or number) of the
+    # non-missing values; one number when all features agree.
+    expect = np.where(np.isnan(X), 0.0, 1.0 if w is None else w[:, None]).sum(0)
+    assert_allclose(bn.n_samples_seen_, full.n_samples_seen_, rtol=1e-12)
+    assert_allclose(
+        np.broadcast_to(full.n_samples_seen_, expect.shape), expect, rtol=1e-12
+    )
+    assert np.ndim(full.n_samples_seen_) == (0 if np.all(expect == expect[0]) else 1)
     assert bn.n_batches_seen_ == len(bounds) - 1
 
 

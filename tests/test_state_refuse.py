@@ -79,7 +79,9 @@ def test_per_sample_missing_layout(tmp_path, cls, key):
     "key, value",
     [
         ("n_samples_seen_", -1),
-        ("n_samples_seen_", 1.5),
+        ("n_samples_seen_", -1.5),
+        ("n_samples_seen_", float("inf")),
+        ("n_samples_seen_", "3"),
         ("n_samples_seen_", float("nan")),
         ("n_samples_seen_", True),
         ("n_batches_seen_", -3),

@@ -144,7 +144,7 @@ def small_input(X):
     )
 
 
-def small_train(X, running, momentum, gamma, beta, eps, output):
+def small_train(X, running, momentum, ema, gamma, beta, eps, output):
     """Fold the batch ``X`` into running statistics in one compiled call and,
     with ``output``, normalize it.
 
@@ -155,6 +155,9 @@ def small_train(X, running, momentum, gamma, beta, eps, output):
     running : tuple of ndarray
         ``(mean, var, seen)`` before the batch, float64 ``(n_features,)``.
     momentum : float or None
+    ema : {"batch", "mixture"}
+        The running-statistics update (see
+        :func:`skbn._core.moments.ema_update`).
     gamma, beta : ndarray of shape (n_features,)
         The scale and shift as applied.
     eps : float
@@ -175,6 +178,7 @@ def small_train(X, running, momentum, gamma, beta, eps, output):
         plan.block_rows(X.shape[1], X.itemsize),
         *running,
         core_moments.momentum_code(momentum),
+        ema == core_moments.EMA_MIXTURE,
         (gamma, beta, float(eps), True, True),
         _NO_OUT[X.dtype.type] if out is None else out,
         output,

@@ -20,6 +20,13 @@ from .. import _config
 from .._kernels import cpu
 from . import plan
 
+# The two running-statistics updates (``ema`` of the estimator and of
+# skbn.functional.batch_norm_forward): batch norm's, which averages the
+# batch statistics, and the mixture of the running and batch distributions.
+EMA_BATCH = "batch"
+EMA_MIXTURE = "mixture"
+EMA_MODES = (EMA_BATCH, EMA_MIXTURE)
+
 
 class Moments(NamedTuple):
     """Per-feature moments, all float64 arrays of shape ``(n_features,)``.
@@ -291,15 +298,23 @@ def merge_spans(stacked):
     return Moments(*cpu.merge_task_moments(*stacked))
 
 
-def ema_update(running_mean, running_var, seen, batch, momentum):
+def ema_update(running_mean, running_var, seen, batch, momentum, ema=EMA_BATCH):
     """Fold a batch into running statistics with momentum (per feature).
 
     ``running = momentum * running + (1 - momentum) * batch``, the convention
-    of Keras and of the textbook NumPy class (``momentum`` weighs the *old* value).  A
-    feature that had no values yet takes the batch statistics as they are (no
-    zero-initialization bias); a feature with no values in the batch keeps its
-    running statistics.  ``momentum=None`` pools all samples exactly, which is
-    a merge of moments.
+    of Keras and of the textbook NumPy class (``momentum`` weighs the *old*
+    value).  With ``ema="mixture"`` the statistics are those of the mixture
+    of the running distribution (weight ``momentum``) and the batch (weight
+    ``1 - momentum``), a merge of moments with fixed weights::
+
+        mean = momentum * mean + (1 - momentum) * mean_b
+        var  = momentum * var + (1 - momentum) * var_b
+               + momentum * (1 - momentum) * (mean_b - mean)**2
+
+    A feature that had no values yet takes the batch statistics as they are
+    (no zero-initialization bias); a feature with no values in the batch
+    keeps its running statistics.  ``momentum=None`` pools all samples
+    exactly, which is a merge of moments (``ema`` then changes nothing).
 
     Parameters
     ----------
@@ -310,6 +325,8 @@ def ema_update(running_mean, running_var, seen, batch, momentum):
     batch : Moments
         Moments of the batch.
     momentum : float in [0, 1] or None
+    ema : {"batch", "mixture"}, default="batch"
+        :data:`EMA_BATCH` (batch norm's update) or :data:`EMA_MIXTURE`.
 
     Returns
     -------
@@ -323,13 +340,49 @@ def ema_update(running_mean, running_var, seen, batch, momentum):
         :func:`skbn._kernels.cpu.ema_update`), as :func:`moments` does.
     """
     mean, var, new_seen = cpu.ema_update(
-        running_mean, running_var, seen, *batch, momentum_code(momentum)
+        running_mean,
+        running_var,
+        seen,
+        *batch,
+        momentum_code(momentum),
+        ema == EMA_MIXTURE,
     )
     if not cpu.all_finite(mean, var):
         # The same error as the moments of one fit on the pooled data; the
         # inputs were not modified, so the caller's state is unchanged.
         _raise_overflow(mean, var)
     return mean, var, new_seen
+
+
+def samples_seen(seen, count, per_sample):
+    """``n_samples_seen_`` after a batch, as scikit-learn counts it.
+
+    Each feature adds the sum of the weights of its non-missing values (their
+    number without weights), divided by the values of the feature that one
+    sample holds (1 for 2-D data; ``H * W`` for the channels of ``(N, C, H,
+    W)`` images).  As in :class:`~sklearn.preprocessing.StandardScaler`, the
+    result is one number when every feature has the same, otherwise an array
+    per feature; a whole number is an ``int`` (``int64`` array), a sum of
+    weights that is not whole a ``float`` (``float64`` array).
+
+    Parameters
+    ----------
+    seen : int, float or ndarray of shape (n_features,)
+        ``n_samples_seen_`` before the batch.
+    count : ndarray of shape (n_features,)
+        The batch's :attr:`Moments.count`.
+    per_sample : int
+        Values of one feature in one sample.
+
+    Returns
+    -------
+    int, float or ndarray
+    """
+    total = np.asarray(seen, dtype=np.float64) + count / per_sample
+    whole = bool(np.all(total == np.floor(total)))
+    if np.all(total == total[0]):
+        return int(total[0]) if whole else float(total[0])
+    return total.astype(np.int64) if whole else total
 
 
 def momentum_code(momentum):

@@ -176,7 +176,9 @@ _MAX_UNIT_COUNT = 2.0**53
 
 
 @njit(**IEEE)
-def ema_update(running_mean, running_var, seen, count, mean, m2, momentum):
+def ema_update(
+    running_mean, running_var, seen, count, mean, m2, momentum, mixture=False
+):
     """Fold batch moments into running statistics, per feature (new arrays).
 
     ``momentum == MOMENTUM_POOLED`` means pooled (exact cumulative)
@@ -194,6 +196,11 @@ def ema_update(running_mean, running_var, seen, count, mean, m2, momentum):
     batch statistic equals its running one keeps it bit for bit, which
     ``momentum * running + (1 - momentum) * batch`` does not (its two
     roundings need not cancel).
+
+    With ``mixture`` (and a momentum) the running statistics are those of
+    the mixture of the running distribution, weight ``f_a = momentum``, and
+    the batch, weight ``f_b = 1 - momentum``: the pooled merge above with
+    fixed fractions, so the variance also counts how far the mean moved.
 
     A feature first seen in this batch takes the batch statistics; a feature
     absent from the batch keeps its running statistics.  Where the result
@@ -217,9 +224,13 @@ def ema_update(running_mean, running_var, seen, count, mean, m2, momentum):
         if na <= 0.0:
             mu = mb
             var = vb
-        elif momentum == MOMENTUM_POOLED:
-            fb = nb / n
-            fa = na / n
+        elif momentum == MOMENTUM_POOLED or mixture:
+            if mixture and momentum != MOMENTUM_POOLED:
+                fa = momentum
+                fb = 1.0 - momentum
+            else:
+                fb = nb / n
+                fa = na / n
             delta = mb - running_mean[j]
             mu = running_mean[j] + fb * delta
             var = fa * running_var[j] + fb * vb + (fa * delta) * (fb * delta)

@@ -26,7 +26,7 @@ WRITE_BY_RUNNING = 2
 
 @njit(**JIT)
 def small_train(
-    x, block, running_mean, running_var, seen, momentum, params, out, normalize
+    x, block, running_mean, running_var, seen, momentum, mixture, params, out, normalize
 ):
     """Batch moments, the running-statistics update and, with ``normalize``,
     ``x`` normalized into ``out``.
@@ -34,8 +34,8 @@ def small_train(
     ``normalize`` is ``WRITE_NOTHING`` (no output), ``WRITE_BY_BATCH`` (by
     the batch's own statistics: the training mode) or ``WRITE_BY_RUNNING``
     (by the updated running statistics: ``fit_transform``).  ``momentum`` is
-    as in :func:`~.formulas.ema_update` (``MOMENTUM_POOLED`` for pooled
-    statistics).
+    and ``mixture`` are as in :func:`~.formulas.ema_update`
+    (``MOMENTUM_POOLED`` for pooled statistics).
     ``params`` is ``(gamma, beta, eps, use_gamma, use_beta)``.  Returns
     ``ok, mean, var, seen``; ``ok`` is False when the batch holds a NaN or an
     infinity (the caller then takes the general path, which handles both) and
@@ -45,7 +45,7 @@ def small_train(
     if not all_finite(mean, m2):
         return False, running_mean, running_var, seen
     new_mean, new_var, new_seen = ema_update(
-        running_mean, running_var, seen, count, mean, m2, momentum
+        running_mean, running_var, seen, count, mean, m2, momentum, mixture
     )
     if not all_finite(new_mean, new_var):
         # An overflowing update: the general path raises, changing nothing.
