@@ -147,6 +147,11 @@ def _open_rows(
     return reader
 
 
+def _plural(n: int, one: str, many: str) -> str:
+    """``"1 batch"``, ``"3 batches"``."""
+    return f"{n} {one if n == 1 else many}"
+
+
 def _stream(
     reader: _npy.NpyReader,
     args: argparse.Namespace,
@@ -171,14 +176,22 @@ def _run_fit(args: argparse.Namespace) -> int:
             args.data, lambda r: normalize_axis(args.axis, max(len(r.shape), 2))
         )
         bn = BatchNormalizer(momentum=args.momentum, axis=args.axis)
-        _stream(reader, args, "fit", lambda start, rows: bn.partial_fit(rows))
+        # Rows read, NaN or not (n_samples_seen_ counts per feature).
+        n_rows = [0]
+
+        def fit_batch(start: int, rows: np.ndarray) -> None:
+            bn.partial_fit(rows)
+            n_rows[0] += len(rows)
+
+        _stream(reader, args, "fit", fit_batch)
         bn.save(args.output)
     except _USER_ERRORS as exc:
         return _error("fit", exc)
     if not args.quiet:
         print(
-            f"fitted {bn.n_features_in_} features on {bn.n_samples_seen_} rows "
-            f"in {bn.n_batches_seen_} batches; state written to {args.output}"
+            f"fitted {bn.n_features_in_} features on {n_rows[0]} rows in "
+            f"{_plural(bn.n_batches_seen_, 'batch', 'batches')}; state written "
+            f"to {args.output}"
         )
     return 0
 
