@@ -13,6 +13,7 @@ CASES = {
     "train_mlp.py": ["steps to target", "highest learning rate"],
     "small_batches.py": ["batch renorm", "group norm", "layer norm"],
     "drift.py": ["mean abs error of the mean", "next batch standardized"],
+    "small_batch_variance.py": ["mean running var / true var", "ema=mixture"],
 }
 
 
