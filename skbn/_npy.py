@@ -92,15 +92,46 @@ def _umask():
     return mask
 
 
-def check_output(path):
-    """Raise ``IsADirectoryError`` naming ``path`` if it is a directory.
+def check_output(path, suffix=None):
+    """Refuse an output ``path`` that cannot be written as asked.
 
-    Checked before any work, so that ``-o some_dir`` fails at once and with
-    the name the user gave, not the temporary file's.
+    Checked before any work, so that ``-o some_dir`` or ``-o missing/out.npy``
+    fails at once and with the name the user gave, not the temporary file's.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    suffix : str, optional
+        The extension of the file's format (``".npy"``): a name with another
+        extension is refused rather than writing, say, ``.npy`` data under a
+        ``.csv`` name (a name without an extension is taken as it is).
+
+    Raises
+    ------
+    IsADirectoryError
+        ``path`` is a directory.
+    FileNotFoundError
+        Its folder does not exist.
+    ValueError
+        It has an extension other than ``suffix``.
     """
     path = os.fspath(path)
     if os.path.isdir(path):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    folder = os.path.dirname(path)
+    if folder and not os.path.isdir(folder):
+        raise FileNotFoundError(
+            errno.ENOENT,
+            f"{os.strerror(errno.ENOENT)}: the folder {folder} does not exist "
+            "(create it first)",
+            path,
+        )
+    ext = os.path.splitext(path)[1]
+    if suffix is not None and ext and ext.lower() != suffix:
+        raise ValueError(
+            f"{path}: the output is a NumPy {suffix} file, not {ext}; give it "
+            f"a name that ends in {suffix}."
+        )
 
 
 def create_temp(path, suffix):
@@ -164,6 +195,37 @@ def discard_all():
         discard(tmp)
 
 
+# The first bytes of every .npy file (the format's magic string).
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _not_npy(path, start):
+    """What to say of a file that is not a ``.npy`` file: what it seems to
+    be, and how to make a ``.npy`` file of it."""
+    src = repr(path)
+    if start.startswith(b"PAR1"):
+        kind, how = "it is a Parquet file", f"pandas.read_parquet({src}).to_numpy()"
+    elif start.startswith(b"PK"):
+        kind, how = "it is a zip archive (.npz?)", f"numpy.load({src})['NAME']"
+    elif _looks_like_text(start):
+        kind, how = "it is text (CSV?)", f"pandas.read_csv({src}).to_numpy()"
+    else:
+        kind, how = "it does not start as one", "ARRAY"
+    return (
+        f"{path} is not a readable .npy file: {kind}. skbn fit and transform "
+        f"read NumPy .npy files; convert it once with numpy.save('data.npy', "
+        f"{how}) and pass data.npy."
+    )
+
+
+def _looks_like_text(start):
+    try:
+        text = start.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in "\r\n\t" for c in text)
+
+
 class NpyReader:
     """Windows of rows (entries along axis 0) of a C-ordered ``.npy`` file.
 
@@ -185,6 +247,10 @@ class NpyReader:
     def __init__(self, path):
         self.path = os.fspath(path)
         with open(self.path, "rb") as f:
+            start = f.read(len(_NPY_MAGIC))
+            if start != _NPY_MAGIC:
+                raise ValueError(_not_npy(self.path, start))
+            f.seek(0)
             try:
                 version = np.lib.format.read_magic(f)
                 self.shape, fortran_order, self.dtype = read_header(f, version)

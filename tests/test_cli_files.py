@@ -258,3 +258,70 @@ def test_bad_bench_arguments_argparse(capsys, argv):
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(
         "skbn bench: error:"
     )
+
+
+# -- what a user gives instead of a .npy file, or where output cannot go ---------------
+
+
+@pytest.mark.parametrize(
+    "content, kind, how",
+    [
+        (b"a,b\n1.0,2.0\n3.0,4.0\n", "it is text (CSV?)", "pandas.read_csv("),
+        (b"PAR1\x15\x04\x15\x10" + bytes(40), "a Parquet file", "read_parquet("),
+        (b"PK\x03\x04" + bytes(40), "zip archive", "numpy.load("),
+        (bytes(range(200, 256)) * 2, "does not start as one", "numpy.save("),
+    ],
+)
+@pytest.mark.parametrize("command", ["fit", "transform"])
+def test_not_an_npy_file_says_what_it_is_and_how_to_convert(
+    capsys, tmp_path, state, content, kind, how, command
+):
+    path = tmp_path / "table.csv"
+    path.write_bytes(content)
+    before = _listing(tmp_path)
+    if command == "fit":
+        argv = ["fit", path, "-o", tmp_path / "new.npz"]
+    else:
+        argv = ["transform", path, "--state", state, "-o", tmp_path / "out.npy"]
+    status, _, err = _run(capsys, *argv)
+    _one_line_error(
+        status, err, f"{path} is not a readable .npy file", kind, how, "data.npy"
+    )
+    assert _listing(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", ["fit", "transform"])
+def test_missing_output_folder_is_named(capsys, tmp_path, data, state, command):
+    target = tmp_path / "no" / "such" / "out.npy"
+    if command == "fit":
+        argv = ["fit", data, "-o", target]
+    else:
+        argv = ["transform", data, "--state", state, "-o", target]
+    status, _, err = _run(capsys, *argv)
+    _one_line_error(
+        status, err, str(target), f"the folder {target.parent} does not exist"
+    )
+    assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.parametrize("name", ["out.csv", "out.NPZ", "out.parquet"])
+def test_transform_output_must_be_named_npy(capsys, tmp_path, data, state, name):
+    before = _listing(tmp_path)
+    status, _, err = _run(
+        capsys, "transform", data, "--state", state, "-o", tmp_path / name
+    )
+    _one_line_error(status, err, name, "ends in .npy", "not .")
+    assert _listing(tmp_path) == before
+
+
+def test_fit_summary_counts_rows_and_batches(capsys, tmp_path):
+    X = np.random.default_rng(1).normal(size=(30, 2))
+    X[3, 1] = np.nan  # n_samples_seen_ is per feature then; the rows are 30
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    status, out, _ = _run(capsys, "fit", path, "-o", tmp_path / "s.npz")
+    assert status == 0 and "on 30 rows in 1 batch;" in out
+    status, out, _ = _run(
+        capsys, "fit", path, "-o", tmp_path / "s.npz", "--batch-size", "10"
+    )
+    assert status == 0 and "on 30 rows in 3 batches;" in out

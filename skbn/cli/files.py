@@ -198,7 +198,7 @@ def _run_fit(args: argparse.Namespace) -> int:
 
 def _run_transform(args: argparse.Namespace) -> int:
     try:
-        _npy.check_output(args.output)
+        _npy.check_output(args.output, ".npy")
         est = StateMixin.load(args.state)
         reader = _open_rows(args.data, lambda r: getattr(est, "_axes", ()))
         # One row checks the feature count and gives the output dtype before
