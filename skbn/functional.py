@@ -54,7 +54,16 @@ from ._core import norm
 from ._core.caches import BatchNormCache, PerSampleCache, check_cache, shaped_grad
 from ._core.groups import groups_backward, groups_normalize
 from ._core.moments import ema_update
-from ._core.views import Layout, channel_view, layer_view, normalize_axis, restore_view
+from ._core.views import (
+    Layout,
+    channel_view,
+    follow,
+    kernel_dtype,
+    layer_view,
+    memory_order,
+    normalize_axis,
+    restore_view,
+)
 from ._params import (
     affine_vector,
     check_eps,
@@ -192,6 +201,9 @@ def batch_norm_forward(
         )
     n = layout.shape[0]
     vbs = check_virtual_batch_size(virtual_batch_size, n, axes) if training else None
+    if vbs is not None and isinstance(layout, Layout):
+        # Ghost batches are slices of the outer axis: C order.
+        layout = layout.c_order()
     # One routine per place the data lives, same statistics and formulas.
     if isinstance(layout, Layout):
         y, stats, batch = norm.forward(
@@ -275,7 +287,7 @@ def batch_norm_backward(
     n_feat = x3.shape[1]
     gamma = np.ones(n_feat) if cache.gamma is None else cache.gamma
     if isinstance(layout, Layout):
-        dy3 = Layout(as_grad(dy, layout.shape, x3.dtype), cache.axes).x3
+        dy3 = layout.arrange(as_grad(dy, layout.shape, layout.dtype))
         stats = norm.SpanStats(cache.spans, cache.mean, cache.inv_std, cache.r, cache.d)
         dx3, dgamma, dbeta = norm.backward(x3, dy3, stats, gamma, cache.training)
         dx = layout.restore(dx3)
@@ -283,7 +295,7 @@ def batch_norm_backward(
         dx, dgamma, dbeta = cuda.backward(
             layout, dy, cache.mean[0], cache.inv_std[0], gamma, cache.training
         )
-    dtype = x3.dtype
+    dtype = layout.dtype if isinstance(layout, Layout) else x3.dtype
     return (
         dx,
         shaped_grad(dgamma, cache.gamma_shape, dtype),
@@ -300,8 +312,8 @@ def _per_sample_forward(
     """The per-sample forward functions: ``view(x)`` is ``(x5, perm)``."""
     x = as_float_array(x, "x")
     eps = check_eps(eps)
-    shape = x.shape
-    x5, perm = view(x)
+    shape, dtype, order = x.shape, x.dtype, memory_order(x)
+    x5, perm = view(np.ascontiguousarray(x, dtype=kernel_dtype(dtype)))
     n_ch = x5.shape[2] * x5.shape[3]
     g = affine_vector(gamma, n_ch, "gamma")
     b = affine_vector(beta, n_ch, "beta")
@@ -316,8 +328,10 @@ def _per_sample_forward(
         perm,
         None if gamma is None else np.shape(gamma),
         None if beta is None else np.shape(beta),
+        order,
+        dtype,
     )
-    return restore_view(y5, shape, perm), cache
+    return follow(restore_view(y5, shape, perm), order, dtype), cache
 
 
 def _channels(x: np.ndarray, axis: Any, n_groups: Any) -> tuple[Any, None]:
@@ -328,16 +342,16 @@ def _per_sample_backward(
     dy: Any, cache: Any
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     x5 = cache.x5
-    dy = as_grad(dy, cache.shape, x5.dtype)
+    dy = as_grad(dy, cache.shape, cache.dtype)
     if cache.perm is not None:
-        dy = np.ascontiguousarray(dy.transpose(cache.perm))
-    dy5 = dy.reshape(x5.shape)
+        dy = dy.transpose(cache.perm)
+    dy5 = np.ascontiguousarray(dy, dtype=x5.dtype).reshape(x5.shape)
     dx5, dgamma, dbeta = groups_backward(
         x5, dy5, cache.mean, cache.inv_std, cache.gamma
     )
-    dtype = x5.dtype
+    dtype = cache.dtype
     return (
-        restore_view(dx5, cache.shape, cache.perm),
+        follow(restore_view(dx5, cache.shape, cache.perm), cache.order, dtype),
         shaped_grad(dgamma, cache.gamma_shape, dtype),
         shaped_grad(dbeta, cache.beta_shape, dtype),
     )

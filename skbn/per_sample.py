@@ -26,7 +26,14 @@ from . import _params
 from ._atomic import AtomicMixin
 from ._backends import dask
 from ._core.groups import groups_normalize
-from ._core.views import channel_view, layer_view, restore_view
+from ._core.views import (
+    channel_view,
+    follow,
+    kernel_dtype,
+    layer_view,
+    memory_order,
+    restore_view,
+)
 from ._state import StateMixin
 from ._validation import SpecMixin, validate_X
 
@@ -50,13 +57,16 @@ class _PerSampleNormalizer(
         raise NotImplementedError
 
     def _normalize(self, X: Any) -> Any:
-        X = np.ascontiguousarray(X)
+        # The result keeps X's memory order and dtype (float16 is computed
+        # in float64 and rounded once).
+        order, dtype = memory_order(X), X.dtype
+        X = np.ascontiguousarray(X, dtype=kernel_dtype(dtype))
         x5, perm = self._view(X)
         n_ch = x5.shape[2] * x5.shape[3]
         gamma = _params.affine_vector(self.gamma, n_ch, "gamma")
         beta = _params.affine_vector(self.beta, n_ch, "beta")
         y5, _, _ = groups_normalize(x5, gamma, beta, float(self.eps), training=False)
-        return restore_view(y5, X.shape, perm)
+        return follow(restore_view(y5, X.shape, perm), order, dtype)
 
     def fit(self, X: Any, y: object = None) -> "_PerSampleNormalizer":
         """Check ``X`` and record its number of features; nothing is learned.
@@ -139,7 +149,7 @@ class _PerSampleNormalizer(
         tags = super().__sklearn_tags__()
         tags.requires_fit = False
         tags.input_tags.allow_nan = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.transformer_tags.preserves_dtype = ["float64", "float32", "float16"]
         return tags
 
 
