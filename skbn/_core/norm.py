@@ -99,9 +99,10 @@ def affine(layout, shift, scale, offset, out=None, feature_names=None):
     layout : skbn._core.views.Layout
     shift, scale, offset : ndarray of shape (n_features,), float64
     out : ndarray, optional
-        Where to write: ``layout.x3`` or the view of
-        :meth:`~skbn._core.views.Layout.elementwise` (either may be the
-        input's memory).
+        Where to write: the view of
+        :meth:`~skbn._core.views.Layout.elementwise`, or an array of
+        ``layout.x3``'s shape and dtype (``layout.x3`` itself, say); either
+        may be the input's memory.
     feature_names : sequence of str, optional
 
     Returns
@@ -111,6 +112,12 @@ def affine(layout, shift, scale, offset, out=None, feature_names=None):
     """
     x3, back = layout.elementwise()
     if out is not None and out is not x3:
+        if out.shape != layout.x3.shape or not out.flags.c_contiguous:
+            # The kernels index out by the input's shape, unchecked.
+            raise ValueError(
+                "out must be layout.elementwise()[0] or a C-contiguous array "
+                f"of layout.x3's shape {layout.x3.shape}; got shape {out.shape}."
+            )
         x3, back = layout.x3, layout.restore
     y3 = np.empty_like(x3) if out is None else out
     outer, d, inner = x3.shape

@@ -101,7 +101,17 @@ class Layout:
         ``X``'s dtype, that of every result.
     """
 
-    __slots__ = ("x3", "rows", "shape", "axes", "transposed", "perm", "dtype", "_X")
+    __slots__ = (
+        "x3",
+        "rows",
+        "shape",
+        "axes",
+        "transposed",
+        "perm",
+        "dtype",
+        "_X",
+        "_direct",
+    )
 
     def __init__(self, X, axes):
         self.shape = X.shape
@@ -112,6 +122,7 @@ class Layout:
             X = X.astype(kernel_dtype(X.dtype), order="K")
         # Kept only when a result must be laid out again (see restore).
         self._X = None
+        self._direct = None
         lo, hi = axes[0], axes[-1]
         contiguous_block = hi - lo + 1 == len(axes)
         self.transposed = False
@@ -215,9 +226,16 @@ class Layout:
         Returns
         -------
         v3 : ndarray of shape (outer, n_features, inner), C-contiguous
+            The same object on every call (an output buffer is recognized
+            by identity).
         restore : callable
             ``restore(y3)`` for a result of ``v3``'s shape.
         """
+        if self._direct is None:
+            self._direct = self._find_direct()
+        return self._direct
+
+    def _find_direct(self):
         X = self._X
         if X is None or X.ndim < 2:
             return self.x3, self.restore
