@@ -17,7 +17,7 @@ import numpy as np
 from .. import _config
 from .._core import moments as core_moments
 from .._core import norm, plan
-from .._core.views import Layout
+from .._core.views import Layout, kernel_dtype
 from .._kernels import cpu
 from .._validation import FLOAT_TYPES, validate_sample_weight, validate_X
 
@@ -115,7 +115,7 @@ def output_buffer(layout, copy, feature_names=None):
     -------
     ndarray or None
     """
-    if copy or layout.dtype != layout.x3.dtype:
+    if copy or layout.dtype != kernel_dtype(layout.dtype):
         return None  # float16 is computed in a float64 copy
     v3 = layout.elementwise()[0]
     if not v3.flags.writeable:

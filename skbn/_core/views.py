@@ -89,8 +89,6 @@ class Layout:
 
     Attributes
     ----------
-    x3 : ndarray of shape (outer, n_features, inner)
-        C-contiguous view (or copy) of ``X``.
     rows : bool
         True when ``inner == 1``: the kernels then use the per-row layout.
     shape : tuple of int
@@ -102,7 +100,7 @@ class Layout:
     """
 
     __slots__ = (
-        "x3",
+        "_x3",
         "rows",
         "shape",
         "axes",
@@ -111,6 +109,7 @@ class Layout:
         "dtype",
         "_X",
         "_direct",
+        "_span",
     )
 
     def __init__(self, X, axes):
@@ -120,37 +119,49 @@ class Layout:
         if X.dtype.type is np.float16:
             # Exact, and in X's memory order (no float16 kernels).
             X = X.astype(kernel_dtype(X.dtype), order="K")
-        # Kept only when a result must be laid out again (see restore).
-        self._X = None
         self._direct = None
         lo, hi = axes[0], axes[-1]
         contiguous_block = hi - lo + 1 == len(axes)
         self.transposed = False
         self.perm = None
+        src = None
+        src_shape = X.shape
         if contiguous_block and X.flags.c_contiguous:
             src = X
         elif len(axes) == 1 and X.flags.f_contiguous:
             # The transpose of an F-ordered array is C-ordered; the feature
             # axis keeps one axis, now counted from the other end.
             src = X.T
+            src_shape = src.shape
             lo = hi = X.ndim - 1 - axes[0]
             self.transposed = True
-        elif contiguous_block:
-            src = np.ascontiguousarray(X)
-            self._X = X
-        else:
+        elif not contiguous_block:
             # Move the feature axes to the end (keeping their order), once.
-            perm = [a for a in range(X.ndim) if a not in axes] + list(axes)
-            src = np.ascontiguousarray(X.transpose(perm))
+            self.perm = [a for a in range(X.ndim) if a not in axes] + list(axes)
+            src_shape = tuple(X.shape[a] for a in self.perm)
             lo, hi = X.ndim - len(axes), X.ndim - 1
-            self.perm = perm
-            self._X = X
-        if self.dtype != X.dtype:
-            self._X = X
+        # X is kept when a result must be laid out again (see restore) and
+        # for the C-ordered copy, made when x3 is first read: an element-wise
+        # pass over X's own memory (transform) never needs it.
+        self._X = X if src is None or self.dtype != X.dtype else None
+        self._span = (lo, hi)
+        self._x3 = None if src is None else self._view3(src)
+        self.rows = prod(src_shape[hi + 1 :]) == 1
+
+    def _view3(self, src):
+        lo, hi = self._span
         shape = src.shape
         outer, inner = prod(shape[:lo]), prod(shape[hi + 1 :])
-        self.x3 = src.reshape(outer, prod(shape[lo : hi + 1]), inner)
-        self.rows = self.x3.shape[2] == 1
+        return src.reshape(outer, prod(shape[lo : hi + 1]), inner)
+
+    @property
+    def x3(self):
+        """ndarray of shape (outer, n_features, inner): C-contiguous view (or
+        copy) of ``X``."""
+        if self._x3 is None:
+            X = self._X if self.perm is None else self._X.transpose(self.perm)
+            self._x3 = self._view3(np.ascontiguousarray(X))
+        return self._x3
 
     def weights(self, sample_weight):
         """Expand per-sample weights to the ``(outer, inner)`` reduced grid."""
