@@ -1,7 +1,13 @@
 """Forward and backward passes of the normalizations, for training loops.
 
-NumPy in and out, float32 or float64 (integer input is cast to float64), any
-number of dimensions.  Each ``*_forward`` returns the output and a ``cache``
+NumPy in and out, float16, float32 or float64 (integer input is cast to
+float64), any number of dimensions.  Outputs and gradients keep ``x``'s dtype
+and memory order (as ``np.empty_like(x)``: a Fortran-ordered or channels-last
+``x`` gives such ``y`` and ``dx``); ``dy`` may be in any layout and is cast to
+``x``'s dtype.  float16 is computed in float64 and rounded once to float16
+(``astype``); a value beyond float16's (float32's) range becomes ``inf``,
+without a warning.  GPU arrays: float32 and float64 (float16 raises
+``TypeError``).  Each ``*_forward`` returns the output and a ``cache``
 that the matching ``*_backward`` turns, with the gradient of the loss with
 respect to the output, into the gradients with respect to the input, ``gamma``
 and ``beta``::
@@ -113,8 +119,8 @@ def batch_norm_forward(
     Parameters
     ----------
     x : array-like of shape (n_samples, ...)
-        Input, at least 2-D.  float32 stays float32; other real dtypes are
-        cast to float64.  It must hold no NaN or infinity.
+        Input, at least 2-D.  float16 and float32 stay so; other real dtypes
+        are cast to float64.  It must hold no NaN or infinity.
     gamma, beta : float, array-like of shape (n_features,) or None
         Scale and shift, a scalar or one value per feature (flat, or in the
         shape of the feature axes, e.g. ``(C,)`` for ``axis=1``).  ``None``
@@ -153,7 +159,7 @@ def batch_norm_forward(
 
     Returns
     -------
-    y : ndarray of the shape and dtype of ``x``
+    y : ndarray of the shape, dtype and memory order of ``x``
     cache : BatchNormCache
         For :func:`batch_norm_backward`.  It refers to ``x``: do not modify
         ``x`` in place before the backward call.
@@ -267,7 +273,7 @@ def batch_norm_backward(
 
     Returns
     -------
-    dx : ndarray of the shape and dtype of ``x``
+    dx : ndarray of the shape, dtype and memory order of ``x``
     dgamma, dbeta : ndarray of the shape of ``gamma`` / ``beta``, or None
         In ``x``'s dtype; ``None`` where the forward call had ``None``.
 
@@ -391,7 +397,7 @@ def layer_norm_forward(
 
     Returns
     -------
-    y : ndarray of the shape and dtype of ``x``
+    y : ndarray of the shape, dtype and memory order of ``x``
     cache : PerSampleCache
         For :func:`layer_norm_backward`.
 
@@ -428,7 +434,7 @@ def layer_norm_backward(
 
     Returns
     -------
-    dx : ndarray of the shape and dtype of ``x``
+    dx : ndarray of the shape, dtype and memory order of ``x``
     dgamma, dbeta : ndarray of the shape of ``gamma`` / ``beta``, or None
 
     Examples
@@ -477,7 +483,7 @@ def group_norm_forward(
 
     Returns
     -------
-    y : ndarray of the shape and dtype of ``x``
+    y : ndarray of the shape, dtype and memory order of ``x``
     cache : PerSampleCache
         For :func:`group_norm_backward`.
 
@@ -544,7 +550,7 @@ def instance_norm_forward(
 
     Returns
     -------
-    y : ndarray of the shape and dtype of ``x``
+    y : ndarray of the shape, dtype and memory order of ``x``
     cache : PerSampleCache
         For :func:`instance_norm_backward`.
 

@@ -9,6 +9,12 @@ per-sample functions.
 
 NaN values are left out of a sample's statistics and stay NaN; infinite
 values raise ``ValueError``.  A constant group normalizes to ``beta``.
+
+float16, float32 and float64 input give output of the same dtype, computed
+in float64 (float16 is rounded once, from float64, like
+``astype(np.float16)``; beyond its range a value becomes ``inf``), in the
+input's memory order (as ``np.empty_like(X)``: Fortran-ordered or
+channels-last input gives such output, with the bits of the C-ordered one).
 """
 
 from typing import Any
@@ -112,7 +118,7 @@ class _PerSampleNormalizer(
 
         Returns
         -------
-        X_out : ndarray of the shape and float dtype of ``X``
+        X_out : ndarray of the shape, float dtype and memory order of ``X``
             Each sample normalized by its own statistics, then scaled and
             shifted (a lazy dask array for dask input, computed block by
             block).
@@ -160,6 +166,9 @@ class LayerNormalizer(_PerSampleNormalizer):
     (biased) variance of each sample's values along ``axis`` (Ba, Kiros and
     Hinton 2016).  On ``(n_samples, n_features)`` data each row gets mean 0
     and variance 1 (before ``gamma`` and ``beta``).
+
+    The output has the dtype (float16, float32 or float64) and the memory
+    order of the input (see :mod:`skbn.per_sample`).
 
     Parameters
     ----------
@@ -228,6 +237,9 @@ class GroupNormalizer(_PerSampleNormalizer):
     layer norm over the channels and positions; ``n_groups`` equal to the
     number of channels is instance norm.
 
+    The output has the dtype (float16, float32 or float64) and the memory
+    order of the input (see :mod:`skbn.per_sample`).
+
     Parameters
     ----------
     n_groups : int >= 1
@@ -295,6 +307,9 @@ class InstanceNormalizer(_PerSampleNormalizer):
     (Ulyanov, Vedaldi and Lempitsky 2016): group norm with one channel per
     group.  On 2-D data a channel of a sample is one value, which normalizes
     to ``beta``.
+
+    The output has the dtype (float16, float32 or float64) and the memory
+    order of the input (see :mod:`skbn.per_sample`).
 
     Parameters
     ----------

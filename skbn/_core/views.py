@@ -12,7 +12,12 @@ statistics are per ``features`` index and reduced over ``outer`` and
 ``inner``.  For C-contiguous input with a contiguous block of feature axes the
 view is a reshape (no copy); for Fortran-ordered input with a single feature
 axis it is a reshape of the transpose (no copy either, and the output comes
-back Fortran-ordered).  Anything else is copied once into C order.
+back Fortran-ordered).  Anything else is copied once into C order for the
+statistics.  Every result comes back in ``X``'s memory order and dtype
+(:meth:`Layout.restore`); an element-wise pass (the normalize step) runs on
+``X``'s own memory when ``X`` is a permutation of a contiguous array whose
+feature axes lie side by side in it (:meth:`Layout.elementwise`), so that
+channels-last data is neither copied nor re-laid.
 """
 
 from math import prod
