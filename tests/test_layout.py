@@ -10,6 +10,8 @@ different summation order, so equal to rounding only); every other layout
 gives the C-ordered input's bits in training mode too.
 """
 
+import os
+
 import naive
 import numpy as np
 import pytest
@@ -245,3 +247,21 @@ def test_dask_blocks_unchanged(rng):
     bn = BatchNormalizer().fit(X)
     got = bn.transform(da.from_array(XF, chunks=(15, 3))).compute()
     assert_array_equal(got, bn.transform(X))
+
+
+@pytest.mark.skipif(
+    os.environ.get("NUMBA_ENABLE_CUDASIM") != "1",
+    reason="runs under NUMBA_ENABLE_CUDASIM=1",
+)
+def test_cuda_with_host_data_follows(rng):
+    # device="cuda" on host data copies it to the GPU in C order; the NumPy
+    # result still comes back in the input's order.
+    X = np.nan_to_num(data(rng, (2, 3, 4, 5)))
+    want = BatchNormalizer(axis=1).fit(X)
+    for Xv in variants(X).values():
+        bn = BatchNormalizer(axis=1, device="cuda").fit(Xv)
+        got = bn.transform(Xv)
+        assert_follows(got, Xv)
+        assert_allclose(got, want.transform(X), rtol=1e-12, atol=1e-12)
+        got = BatchNormalizer(axis=1, device="cuda").partial_fit_transform(Xv)
+        assert_follows(got, Xv)

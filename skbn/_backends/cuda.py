@@ -81,8 +81,8 @@ def validate(X, spec, *, reset):
         X, axes, n_features = validate_X(X, spec, reset=reset)
         refuse_half(X.dtype, "X")
         # C order, so that sample weights repeat along ``outer`` only (see
-        # CudaLayout.device_weights); the result comes back C-ordered.
-        layout = Layout(np.ascontiguousarray(X), axes)
+        # CudaLayout.device_weights); the result comes back in X's order.
+        layout = Layout.c_ordered(X, axes)
         arrays = DeviceArrays(X, gpu=False)
         x3 = cuda_module().to_device(layout.x3, stream=arrays.stream)
         # copy=False writes the result back into the host view, as on the CPU.

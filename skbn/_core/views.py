@@ -223,9 +223,31 @@ class Layout:
         whose results still come back in ``X``'s order and dtype."""
         if not self.transposed:
             return self
-        X = self.unordered(self.x3)  # X itself (read as float)
-        out = Layout(np.ascontiguousarray(X), self.axes)
-        out.dtype, out._X = self.dtype, X
+        return Layout.c_ordered(self.unordered(self.x3), self.axes, self.dtype)
+
+    @classmethod
+    def c_ordered(cls, X, axes, dtype=None):
+        """A layout of ``X`` copied to C order where it is not (what ghost
+        batches and the GPU's per-sample weights need), whose results still
+        come back in ``X``'s memory order.
+
+        Parameters
+        ----------
+        X : ndarray of float32 or float64
+        axes : tuple of int
+        dtype : numpy.dtype, optional
+            The results' dtype; ``X``'s by default.
+
+        Returns
+        -------
+        Layout
+        """
+        out = cls(np.ascontiguousarray(X), axes)
+        if not X.flags.c_contiguous or dtype not in (None, X.dtype):
+            out._X = X
+            out._direct = (out.x3, out.restore)  # the statistics' copy
+        if dtype is not None:
+            out.dtype = np.dtype(dtype)
         return out
 
     def elementwise(self):
