@@ -10,7 +10,9 @@ different summation order, so equal to rounding only); every other layout
 gives the C-ordered input's bits in training mode too.
 """
 
+import gc
 import os
+import weakref
 
 import naive
 import numpy as np
@@ -265,3 +267,22 @@ def test_cuda_with_host_data_follows(rng):
         assert_allclose(got, want.transform(X), rtol=1e-12, atol=1e-12)
         got = BatchNormalizer(axis=1, device="cuda").partial_fit_transform(Xv)
         assert_follows(got, Xv)
+
+
+@pytest.mark.parametrize("perm", [(0, 1, 2, 3), (0, 2, 3, 1), (3, 2, 1, 0)])
+def test_no_reference_cycle_keeps_the_input_alive(rng, perm):
+    # skbn transform maps a window of a file per batch: a cycle through the
+    # layout kept each window mapped until the garbage collector ran, and a
+    # file larger than the address space failed.
+    bn = BatchNormalizer(axis=1).fit(data(rng, (2, 3, 4, 5)))
+    gc.disable()
+    try:
+        for dtype in (np.float64, np.float16):
+            X = permuted(data(rng, (2, 3, 4, 5), dtype), perm)
+            alive = weakref.ref(X)
+            bn.transform(X)
+            bn.transform(X, copy=False)
+            del X
+            assert alive() is None
+    finally:
+        gc.enable()

@@ -245,7 +245,7 @@ class Layout:
         out = cls(np.ascontiguousarray(X), axes)
         if not X.flags.c_contiguous or dtype not in (None, X.dtype):
             out._X = X
-            out._direct = (out.x3, out.restore)  # the statistics' copy
+            out._direct = ()  # element-wise passes read the statistics' copy
         if dtype is not None:
             out.dtype = np.dtype(dtype)
         return out
@@ -271,27 +271,33 @@ class Layout:
         """
         if self._direct is None:
             self._direct = self._find_direct()
-        return self._direct
+        if not self._direct:
+            return self.x3, self.restore
+        # Nothing that refers to self is stored: a cycle would keep X (a
+        # memory-mapped window, say) alive until the garbage collector runs.
+        v3, order, dtype = self._direct
+        back = np.argsort(order)
+        moved = tuple(self.shape[a] for a in order)
+
+        def restore(y3):
+            return follow(y3.reshape(moved).transpose(back), order, dtype)
+
+        return v3, restore
 
     def _find_direct(self):
+        """``(v3, order, dtype)`` of the direct view, or ``()`` for none."""
         X = self._X
         if X is None or X.ndim < 2:
-            return self.x3, self.restore
+            return ()
         order = memory_order(X)
         moved = X.transpose(order)
         place = [order.index(a) for a in self.axes]
         lo, hi = place[0], place[-1]
         if not moved.flags.c_contiguous or place != list(range(lo, hi + 1)):
-            return self.x3, self.restore
+            return ()
         shape = moved.shape
         v3 = moved.reshape(prod(shape[:lo]), prod(shape[lo : hi + 1]), -1)
-        back = np.argsort(order)
-
-        def restore(y3):
-            y = y3.reshape(shape).transpose(back)
-            return follow(y, order, self.dtype)
-
-        return v3, restore
+        return v3, order, self.dtype
 
 
 def kernel_dtype(dtype):
