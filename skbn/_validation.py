@@ -3,7 +3,7 @@
 The general path is scikit-learn's own (``check_array``, feature-name checks,
 ``check_sample_weight``), so messages and semantics match what sklearn users
 know.  A fast path skips it for the input a streaming loop sends thousands of
-times: a C-contiguous float32/float64 ``ndarray`` of the fitted shape, from an
+times: a float16/float32/float64 ``ndarray`` of the fitted shape, from an
 estimator fitted without feature names.  Both paths accept and reject the same
 inputs.
 """
@@ -21,7 +21,11 @@ from ._core.views import normalize_axis
 from ._kernels.checks import first_invalid
 from ._sklearn_compat import check_feature_names, check_sample_weight
 
+# The dtypes the kernels compile for.
 FLOAT_TYPES = (np.float32, np.float64)
+# The dtypes kept from input to output: float16 is read as float64 (exactly)
+# and results are rounded back once (skbn._core.views.Layout).
+KEPT_TYPES = (np.float16, np.float32, np.float64)
 
 
 class Spec(NamedTuple):
@@ -91,7 +95,8 @@ def validate_X(X, spec, *, reset):
 
     Returns
     -------
-    X : ndarray of float32 or float64
+    X : ndarray of float16, float32 or float64
+        Of ``X``'s memory layout (not copied to C order).
     axes : tuple of int
     n_features : int
     """
@@ -100,7 +105,7 @@ def validate_X(X, spec, *, reset):
         # Big-endian data (from a file, say): the kernels read native byte
         # order only.  Same precision, so float32 stays float32.
         X = X.astype(X.dtype.newbyteorder("="))
-    if type(X) is np.ndarray and X.dtype.type in FLOAT_TYPES and X.size:
+    if type(X) is np.ndarray and X.dtype.type in KEPT_TYPES and X.size:
         # What check_array would do to a plain float ndarray, without its
         # cost (~150 µs, more than the work on a small batch): nothing to
         # convert.
@@ -120,8 +125,9 @@ def validate_X(X, spec, *, reset):
     spec.check_names(X, reset)
     X = check_array(
         X,
-        # float32 in any container stays float32, as for a NumPy array.
-        dtype=np.float32 if _is_float32(X) else [np.float64, np.float32],
+        # float32 in any container stays float32, as for a NumPy array;
+        # float16 stays float16; anything else becomes float64.
+        dtype=np.float32 if _is_float32(X) else [np.float64, np.float32, np.float16],
         ensure_all_finite=False,
         allow_nd=True,
         estimator=spec.owner,
@@ -533,8 +539,8 @@ def check_vector_state(attrs, owner):
 
 
 def as_float_array(x: Any, name: str) -> np.ndarray:
-    """``x`` as a C-contiguous float32/float64 ndarray, at least 2-D, not
-    empty (the functional API's input rule).
+    """``x`` as a float16/float32/float64 ndarray, at least 2-D, not empty
+    (the functional API's input rule), in its own memory layout.
 
     Parameters
     ----------
@@ -549,14 +555,14 @@ def as_float_array(x: Any, name: str) -> np.ndarray:
     check_numeric(x, name)  # the estimators' rule: no strings, dates, durations
     arr = np.asarray(x)
     kind = arr.dtype.kind
-    if kind == "f" and arr.dtype.itemsize in (4, 8):
+    if kind == "f" and arr.dtype.itemsize in (2, 4, 8):
         if not arr.dtype.isnative:  # Numba kernels read native byte order only
             arr = arr.astype(arr.dtype.newbyteorder("="))
     elif kind in "biuf":
         arr = arr.astype(np.float64)
     else:
         raise TypeError(
-            f"{name} must hold real numbers (float32 or float64); got dtype "
+            f"{name} must hold real numbers (float16, float32 or float64); got dtype "
             f"{arr.dtype}."
         )
     if arr.ndim < 2:
@@ -566,11 +572,12 @@ def as_float_array(x: Any, name: str) -> np.ndarray:
         )
     if arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}).")
-    return np.ascontiguousarray(arr)
+    return arr
 
 
 def as_grad(dy: Any, shape: Any, dtype: Any) -> np.ndarray:
-    """``dy`` as a C-contiguous array of the forward input's shape and dtype.
+    """``dy`` as an array of the forward input's shape and dtype (in its own
+    memory layout).
 
     Parameters
     ----------
@@ -589,4 +596,4 @@ def as_grad(dy: Any, shape: Any, dtype: Any) -> np.ndarray:
         raise ValueError(
             f"dy has shape {arr.shape}, but the forward input had shape {shape}."
         )
-    return np.ascontiguousarray(arr, dtype=dtype)
+    return arr.astype(dtype, copy=False)

@@ -89,8 +89,10 @@ class BatchNormalizer(
         Initial shift; copied into ``beta_`` by :meth:`fit`.
     copy : bool, default=True
         If False, :meth:`transform` and :meth:`inverse_transform` overwrite
-        their input when it is a writable float ndarray of a layout the
-        kernels read directly.
+        their input when it is a writable float32 or float64 ndarray of a
+        layout the kernels read directly (any permutation of a contiguous
+        array whose feature axes lie side by side in memory: C, Fortran,
+        channels-last); float16 input always gets a new array.
     device : {"auto", "cpu", "cuda"}, default="auto"
         Where the work runs.  ``"auto"`` follows the data: a CUDA array (a
         Numba device array, a CuPy array, a PyTorch CUDA tensor: anything with
@@ -166,6 +168,24 @@ class BatchNormalizer(
     without pickle; :meth:`to_torch_state_dict`, :meth:`from_torch`,
     :meth:`to_keras_weights` and :meth:`from_keras_weights` convert to and from
     PyTorch and Keras batch norm.
+
+    **dtype and memory layout.** float16, float32 and float64 input give
+    output of the same dtype (anything else becomes float64); the statistics
+    are accumulated and kept in float64 whatever the input.  float16 is read
+    as float64 (exactly) and each output value is rounded once, from float64,
+    to float16, so it equals the float64 computation on
+    ``X.astype(np.float64)`` cast with ``astype(np.float16)``.  A normalized
+    value beyond the output dtype's range (65504 for float16, about 3.4e38
+    for float32) becomes ``inf``, as NumPy's casts make it, without a
+    warning.  The GPU path refuses float16 with ``TypeError``.  The output of
+    every method keeps the input's memory order, as ``np.empty_like(X)``
+    does (NumPy's ``order="K"``, PyTorch's ``memory_format``): a
+    Fortran-ordered or channels-last input gives a Fortran-ordered or
+    channels-last output, computed on the input's own memory where its
+    feature axes lie side by side in it.  The normalize step is element-wise,
+    so :meth:`transform` gives the same bits in every layout; in training
+    mode the statistics of a Fortran-ordered input with one feature axis are
+    summed in its memory order, equal to those of C order up to rounding.
 
     NaN values are ignored when fitting and stay NaN in :meth:`transform`;
     infinite values raise ``ValueError`` naming the feature.  A constant
@@ -284,7 +304,7 @@ class BatchNormalizer(
 
         Returns
         -------
-        X_out : ndarray of the shape and float dtype of ``X``
+        X_out : ndarray of the shape, float dtype and memory order of ``X``
             Normalized data, in the container chosen with ``set_output``.
 
         Examples
@@ -356,7 +376,7 @@ class BatchNormalizer(
 
         Returns
         -------
-        X_out : ndarray of the shape and float dtype of ``X``
+        X_out : ndarray of the shape, float dtype and memory order of ``X``
             The batch normalized by its own statistics, in the container
             chosen with ``set_output``.
 
@@ -392,7 +412,7 @@ class BatchNormalizer(
 
         Returns
         -------
-        X_out : ndarray of the shape and float dtype of ``X``
+        X_out : ndarray of the shape, float dtype and memory order of ``X``
             Normalized data (a lazy dask array for dask input).
 
         Examples
@@ -418,7 +438,7 @@ class BatchNormalizer(
 
         Returns
         -------
-        X_original : ndarray of the shape and float dtype of ``X``
+        X_original : ndarray of the shape, float dtype and memory order of ``X``
             Data in the original units.
 
         Examples
@@ -459,5 +479,5 @@ class BatchNormalizer(
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.transformer_tags.preserves_dtype = ["float64", "float32", "float16"]
         return tags

@@ -1,7 +1,13 @@
 """Forward and backward passes of the normalizations, for training loops.
 
-NumPy in and out, float32 or float64 (integer input is cast to float64), any
-number of dimensions.  Each ``*_forward`` returns the output and a ``cache``
+NumPy in and out, float16, float32 or float64 (integer input is cast to
+float64), any number of dimensions.  Outputs and gradients keep ``x``'s dtype
+and memory order (as ``np.empty_like(x)``: a Fortran-ordered or channels-last
+``x`` gives such ``y`` and ``dx``); ``dy`` may be in any layout and is cast to
+``x``'s dtype.  float16 is computed in float64 and rounded once to float16
+(``astype``); a value beyond float16's (float32's) range becomes ``inf``,
+without a warning.  GPU arrays: float32 and float64 (float16 raises
+``TypeError``).  Each ``*_forward`` returns the output and a ``cache``
 that the matching ``*_backward`` turns, with the gradient of the loss with
 respect to the output, into the gradients with respect to the input, ``gamma``
 and ``beta``::
@@ -54,7 +60,16 @@ from ._core import norm
 from ._core.caches import BatchNormCache, PerSampleCache, check_cache, shaped_grad
 from ._core.groups import groups_backward, groups_normalize
 from ._core.moments import ema_update
-from ._core.views import Layout, channel_view, layer_view, normalize_axis, restore_view
+from ._core.views import (
+    Layout,
+    channel_view,
+    follow,
+    kernel_dtype,
+    layer_view,
+    memory_order,
+    normalize_axis,
+    restore_view,
+)
 from ._params import (
     affine_vector,
     check_ema,
@@ -106,8 +121,8 @@ def batch_norm_forward(
     Parameters
     ----------
     x : array-like of shape (n_samples, ...)
-        Input, at least 2-D.  float32 stays float32; other real dtypes are
-        cast to float64.  It must hold no NaN or infinity.
+        Input, at least 2-D.  float16 and float32 stay so; other real dtypes
+        are cast to float64.  It must hold no NaN or infinity.
     gamma, beta : float, array-like of shape (n_features,) or None
         Scale and shift, a scalar or one value per feature (flat, or in the
         shape of the feature axes, e.g. ``(C,)`` for ``axis=1``).  ``None``
@@ -150,7 +165,7 @@ def batch_norm_forward(
 
     Returns
     -------
-    y : ndarray of the shape and dtype of ``x``
+    y : ndarray of the shape, dtype and memory order of ``x``
     cache : BatchNormCache
         For :func:`batch_norm_backward`.  It refers to ``x``: do not modify
         ``x`` in place before the backward call.
@@ -199,6 +214,9 @@ def batch_norm_forward(
         )
     n = layout.shape[0]
     vbs = check_virtual_batch_size(virtual_batch_size, n, axes) if training else None
+    if vbs is not None and isinstance(layout, Layout):
+        # Ghost batches are slices of the outer axis: C order.
+        layout = layout.c_order()
     # One routine per place the data lives, same statistics and formulas.
     if isinstance(layout, Layout):
         y, stats, batch = norm.forward(
@@ -262,7 +280,7 @@ def batch_norm_backward(
 
     Returns
     -------
-    dx : ndarray of the shape and dtype of ``x``
+    dx : ndarray of the shape, dtype and memory order of ``x``
     dgamma, dbeta : ndarray of the shape of ``gamma`` / ``beta``, or None
         In ``x``'s dtype; ``None`` where the forward call had ``None``.
 
@@ -282,7 +300,7 @@ def batch_norm_backward(
     n_feat = x3.shape[1]
     gamma = np.ones(n_feat) if cache.gamma is None else cache.gamma
     if isinstance(layout, Layout):
-        dy3 = Layout(as_grad(dy, layout.shape, x3.dtype), cache.axes).x3
+        dy3 = layout.arrange(as_grad(dy, layout.shape, layout.dtype))
         stats = norm.SpanStats(cache.spans, cache.mean, cache.inv_std, cache.r, cache.d)
         dx3, dgamma, dbeta = norm.backward(x3, dy3, stats, gamma, cache.training)
         dx = layout.restore(dx3)
@@ -290,7 +308,7 @@ def batch_norm_backward(
         dx, dgamma, dbeta = cuda.backward(
             layout, dy, cache.mean[0], cache.inv_std[0], gamma, cache.training
         )
-    dtype = x3.dtype
+    dtype = layout.dtype if isinstance(layout, Layout) else x3.dtype
     return (
         dx,
         shaped_grad(dgamma, cache.gamma_shape, dtype),
@@ -307,8 +325,8 @@ def _per_sample_forward(
     """The per-sample forward functions: ``view(x)`` is ``(x5, perm)``."""
     x = as_float_array(x, "x")
     eps = check_eps(eps)
-    shape = x.shape
-    x5, perm = view(x)
+    shape, dtype, order = x.shape, x.dtype, memory_order(x)
+    x5, perm = view(np.ascontiguousarray(x, dtype=kernel_dtype(dtype)))
     n_ch = x5.shape[2] * x5.shape[3]
     g = affine_vector(gamma, n_ch, "gamma")
     b = affine_vector(beta, n_ch, "beta")
@@ -323,8 +341,10 @@ def _per_sample_forward(
         perm,
         None if gamma is None else np.shape(gamma),
         None if beta is None else np.shape(beta),
+        order,
+        dtype,
     )
-    return restore_view(y5, shape, perm), cache
+    return follow(restore_view(y5, shape, perm), order, dtype), cache
 
 
 def _channels(x: np.ndarray, axis: Any, n_groups: Any) -> tuple[Any, None]:
@@ -335,16 +355,16 @@ def _per_sample_backward(
     dy: Any, cache: Any
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     x5 = cache.x5
-    dy = as_grad(dy, cache.shape, x5.dtype)
+    dy = as_grad(dy, cache.shape, cache.dtype)
     if cache.perm is not None:
-        dy = np.ascontiguousarray(dy.transpose(cache.perm))
-    dy5 = dy.reshape(x5.shape)
+        dy = dy.transpose(cache.perm)
+    dy5 = np.ascontiguousarray(dy, dtype=x5.dtype).reshape(x5.shape)
     dx5, dgamma, dbeta = groups_backward(
         x5, dy5, cache.mean, cache.inv_std, cache.gamma
     )
-    dtype = x5.dtype
+    dtype = cache.dtype
     return (
-        restore_view(dx5, cache.shape, cache.perm),
+        follow(restore_view(dx5, cache.shape, cache.perm), cache.order, dtype),
         shaped_grad(dgamma, cache.gamma_shape, dtype),
         shaped_grad(dbeta, cache.beta_shape, dtype),
     )
@@ -384,7 +404,7 @@ def layer_norm_forward(
 
     Returns
     -------
-    y : ndarray of the shape and dtype of ``x``
+    y : ndarray of the shape, dtype and memory order of ``x``
     cache : PerSampleCache
         For :func:`layer_norm_backward`.
 
@@ -421,7 +441,7 @@ def layer_norm_backward(
 
     Returns
     -------
-    dx : ndarray of the shape and dtype of ``x``
+    dx : ndarray of the shape, dtype and memory order of ``x``
     dgamma, dbeta : ndarray of the shape of ``gamma`` / ``beta``, or None
 
     Examples
@@ -470,7 +490,7 @@ def group_norm_forward(
 
     Returns
     -------
-    y : ndarray of the shape and dtype of ``x``
+    y : ndarray of the shape, dtype and memory order of ``x``
     cache : PerSampleCache
         For :func:`group_norm_backward`.
 
@@ -537,7 +557,7 @@ def instance_norm_forward(
 
     Returns
     -------
-    y : ndarray of the shape and dtype of ``x``
+    y : ndarray of the shape, dtype and memory order of ``x``
     cache : PerSampleCache
         For :func:`instance_norm_backward`.
 

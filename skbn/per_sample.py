@@ -9,6 +9,12 @@ per-sample functions.
 
 NaN values are left out of a sample's statistics and stay NaN; infinite
 values raise ``ValueError``.  A constant group normalizes to ``beta``.
+
+float16, float32 and float64 input give output of the same dtype, computed
+in float64 (float16 is rounded once, from float64, like
+``astype(np.float16)``; beyond its range a value becomes ``inf``), in the
+input's memory order (as ``np.empty_like(X)``: Fortran-ordered or
+channels-last input gives such output, with the bits of the C-ordered one).
 """
 
 from typing import Any
@@ -26,7 +32,14 @@ from . import _params
 from ._atomic import AtomicMixin
 from ._backends import dask
 from ._core.groups import groups_normalize
-from ._core.views import channel_view, layer_view, restore_view
+from ._core.views import (
+    channel_view,
+    follow,
+    kernel_dtype,
+    layer_view,
+    memory_order,
+    restore_view,
+)
 from ._state import StateMixin
 from ._validation import SpecMixin, validate_X
 
@@ -50,13 +63,16 @@ class _PerSampleNormalizer(
         raise NotImplementedError
 
     def _normalize(self, X: Any) -> Any:
-        X = np.ascontiguousarray(X)
+        # The result keeps X's memory order and dtype (float16 is computed
+        # in float64 and rounded once).
+        order, dtype = memory_order(X), X.dtype
+        X = np.ascontiguousarray(X, dtype=kernel_dtype(dtype))
         x5, perm = self._view(X)
         n_ch = x5.shape[2] * x5.shape[3]
         gamma = _params.affine_vector(self.gamma, n_ch, "gamma")
         beta = _params.affine_vector(self.beta, n_ch, "beta")
         y5, _, _ = groups_normalize(x5, gamma, beta, float(self.eps), training=False)
-        return restore_view(y5, X.shape, perm)
+        return follow(restore_view(y5, X.shape, perm), order, dtype)
 
     def fit(self, X: Any, y: object = None) -> "_PerSampleNormalizer":
         """Check ``X`` and record its number of features; nothing is learned.
@@ -102,7 +118,7 @@ class _PerSampleNormalizer(
 
         Returns
         -------
-        X_out : ndarray of the shape and float dtype of ``X``
+        X_out : ndarray of the shape, float dtype and memory order of ``X``
             Each sample normalized by its own statistics, then scaled and
             shifted (a lazy dask array for dask input, computed block by
             block).
@@ -139,7 +155,7 @@ class _PerSampleNormalizer(
         tags = super().__sklearn_tags__()
         tags.requires_fit = False
         tags.input_tags.allow_nan = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.transformer_tags.preserves_dtype = ["float64", "float32", "float16"]
         return tags
 
 
@@ -150,6 +166,9 @@ class LayerNormalizer(_PerSampleNormalizer):
     (biased) variance of each sample's values along ``axis`` (Ba, Kiros and
     Hinton 2016).  On ``(n_samples, n_features)`` data each row gets mean 0
     and variance 1 (before ``gamma`` and ``beta``).
+
+    The output has the dtype (float16, float32 or float64) and the memory
+    order of the input (see :mod:`skbn.per_sample`).
 
     Parameters
     ----------
@@ -218,6 +237,9 @@ class GroupNormalizer(_PerSampleNormalizer):
     layer norm over the channels and positions; ``n_groups`` equal to the
     number of channels is instance norm.
 
+    The output has the dtype (float16, float32 or float64) and the memory
+    order of the input (see :mod:`skbn.per_sample`).
+
     Parameters
     ----------
     n_groups : int >= 1
@@ -285,6 +307,9 @@ class InstanceNormalizer(_PerSampleNormalizer):
     (Ulyanov, Vedaldi and Lempitsky 2016): group norm with one channel per
     group.  On 2-D data a channel of a sample is one value, which normalizes
     to ``beta``.
+
+    The output has the dtype (float16, float32 or float64) and the memory
+    order of the input (see :mod:`skbn.per_sample`).
 
     Parameters
     ----------

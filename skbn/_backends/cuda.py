@@ -40,6 +40,25 @@ __all__ = ["check_device", "is_cuda", "on_cuda", "unavailable_reason"]
 NAME = "cuda"
 
 
+def refuse_half(dtype, name):
+    """float16 does not run on the GPU path (its kernels compile for float32
+    and float64); say so rather than return another dtype.
+
+    Parameters
+    ----------
+    dtype : numpy.dtype
+    name : str
+        The argument's name, for the message.
+    """
+    if dtype == np.float16:
+        raise TypeError(
+            f"{name} has dtype float16, which skbn's CUDA path does not run; "
+            f"convert {name} to float32 on the GPU (as torch autocast does for "
+            "batch norm), or run it on the CPU (device='cpu' with host data), "
+            "where float16 is kept."
+        )
+
+
 def validate(X, spec, *, reset):
     """Check GPU (or, with ``device="cuda"``, host) input ``X``.
 
@@ -60,9 +79,10 @@ def validate(X, spec, *, reset):
     """
     if not is_cuda(X):
         X, axes, n_features = validate_X(X, spec, reset=reset)
+        refuse_half(X.dtype, "X")
         # C order, so that sample weights repeat along ``outer`` only (see
-        # CudaLayout.device_weights); the result comes back C-ordered.
-        layout = Layout(np.ascontiguousarray(X), axes)
+        # CudaLayout.device_weights); the result comes back in X's order.
+        layout = Layout.c_ordered(X, axes)
         arrays = DeviceArrays(X, gpu=False)
         x3 = cuda_module().to_device(layout.x3, stream=arrays.stream)
         # copy=False writes the result back into the host view, as on the CPU.
@@ -72,6 +92,7 @@ def validate(X, spec, *, reset):
     iface = interface(X)
     shape = tuple(int(n) for n in iface["shape"])
     dtype = np.dtype(iface["typestr"])
+    refuse_half(dtype, "X")
     axes, n_features = validate_metadata(
         X, shape, dtype, spec, reset=reset, kind="CUDA array"
     )
@@ -229,6 +250,7 @@ def layout_of(x, axis):
     ix = interface(x)
     shape = tuple(int(n) for n in ix["shape"])
     dtype = np.dtype(ix["typestr"])
+    refuse_half(dtype, "x")
     if dtype.kind not in "biuf":
         raise TypeError(
             f"x must hold real numbers (float32 or float64); got dtype {dtype}."

@@ -32,7 +32,7 @@ from .._core import moments as core_moments
 from .._core import norm
 from .._core.views import Layout
 from .._validation import (
-    FLOAT_TYPES,
+    KEPT_TYPES,
     check_weight_total,
     validate_metadata,
     validate_sample_weight,
@@ -210,7 +210,8 @@ def validate(X, spec, *, reset):
     Returns
     -------
     layout : DaskLayout
-        float32 or float64 data, with each feature axis in a single chunk.
+        float16, float32 or float64 data, with each feature axis in a single
+        chunk.
     n_features : int
     """
     if any(np.isnan(s) for s in X.shape):
@@ -221,7 +222,7 @@ def validate(X, spec, *, reset):
     axes, n_features = validate_metadata(
         X, X.shape, X.dtype, spec, reset=reset, kind="dask array"
     )
-    if X.dtype.type not in FLOAT_TYPES:
+    if X.dtype.type not in KEPT_TYPES:
         X = X.astype(np.float64)
     # A block then holds whole features, so that its moments (and an
     # infinite value's feature index in an error) are those of the full array.

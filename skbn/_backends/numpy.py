@@ -17,7 +17,7 @@ import numpy as np
 from .. import _config
 from .._core import moments as core_moments
 from .._core import norm, plan
-from .._core.views import Layout
+from .._core.views import Layout, kernel_dtype
 from .._kernels import cpu
 from .._validation import FLOAT_TYPES, validate_sample_weight, validate_X
 
@@ -101,10 +101,13 @@ def train_normalize(
 
 
 def output_buffer(layout, copy, feature_names=None):
-    """Where :func:`normalize` may write: ``layout.x3`` for ``copy=False``.
+    """Where :func:`normalize` may write for ``copy=False``: the view of
+    ``layout.elementwise``.
 
-    Writing into ``x3`` is writing into ``X`` when ``x3`` is a view of it, or
-    into a private converted copy otherwise; either honours ``copy=False``.
+    Writing there is writing into ``X`` when it is a view of it (any
+    permutation of a contiguous array whose feature axes sit side by side in
+    memory), or into a private converted copy otherwise; either honours
+    ``copy=False``.  float16 input gets a new array.
     An infinite input must raise before anything is overwritten (the kernel
     finds it only while writing), so it is looked for first.
 
@@ -112,10 +115,13 @@ def output_buffer(layout, copy, feature_names=None):
     -------
     ndarray or None
     """
-    if copy or not layout.x3.flags.writeable:
+    if copy or layout.dtype != kernel_dtype(layout.dtype):
+        return None  # float16 is computed in a float64 copy
+    v3 = layout.elementwise()[0]
+    if not v3.flags.writeable:
         return None
-    core_moments.check_no_inf(layout.x3, feature_names)
-    return layout.x3
+    core_moments.check_no_inf(v3, feature_names)
+    return v3
 
 
 def normalize(layout, shift, scale, offset, out=None, feature_names=None):

@@ -37,15 +37,20 @@ class PerSampleCache(NamedTuple):
     perm: list[int] | None  # layer norm over non-trailing axes: the transpose used
     gamma_shape: tuple[int, ...] | None
     beta_shape: tuple[int, ...] | None
+    order: list[int]  # the forward input's memory order, kept by the results
+    dtype: np.dtype  # the forward input's dtype, kept by the results
 
 
 def shaped_grad(grad: Any, shape: Any, dtype: Any) -> Any:
     """A per-feature gradient in the shape of its parameter (a scalar sums)."""
     if shape is None:
         return None
-    if shape == ():
-        return np.asarray(grad.sum(), dtype=dtype)
-    return grad.astype(dtype).reshape(shape)
+    # Beyond dtype's range a gradient becomes infinite, as in the kernels'
+    # float32 output; no warning.
+    with np.errstate(over="ignore"):
+        if shape == ():
+            return np.asarray(grad.sum(), dtype=dtype)
+        return grad.astype(dtype).reshape(shape)
 
 
 def check_cache(cache: Any, cls: Any, caller: Any, kinds: Any = None) -> None:

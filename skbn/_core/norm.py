@@ -99,16 +99,26 @@ def affine(layout, shift, scale, offset, out=None, feature_names=None):
     layout : skbn._core.views.Layout
     shift, scale, offset : ndarray of shape (n_features,), float64
     out : ndarray, optional
-        Array of ``layout.x3``'s shape and dtype to write into (may be
-        ``layout.x3`` itself).
+        Where to write: the view of
+        :meth:`~skbn._core.views.Layout.elementwise`, or an array of
+        ``layout.x3``'s shape and dtype (``layout.x3`` itself, say); either
+        may be the input's memory.
     feature_names : sequence of str, optional
 
     Returns
     -------
     ndarray
-        The result in the input's shape.
+        The result in the input's shape, memory order and dtype.
     """
-    x3 = layout.x3
+    x3, back = layout.elementwise()
+    if out is not None and out is not x3:
+        if out.shape != layout.x3.shape or not out.flags.c_contiguous:
+            # The kernels index out by the input's shape, unchecked.
+            raise ValueError(
+                "out must be layout.elementwise()[0] or a C-contiguous array "
+                f"of layout.x3's shape {layout.x3.shape}; got shape {out.shape}."
+            )
+        x3, back = layout.x3, layout.restore
     y3 = np.empty_like(x3) if out is None else out
     outer, d, inner = x3.shape
     if inner > 1:
@@ -131,7 +141,7 @@ def affine(layout, shift, scale, offset, out=None, feature_names=None):
     # A flag is set by NaN (allowed) or infinity (rejected): tell them apart.
     if not finite and inf_features(x3).size:
         raise_inf(x3, feature_names)
-    return layout.restore(y3)
+    return back(y3)
 
 
 # -- training mode: ghost batches and Batch Renormalization --
@@ -338,9 +348,8 @@ def train_normalize(
         The normalized batch, in the input's shape.
     """
     n = layout.shape[0]
-    if layout.transposed:
-        # Ghost batches must be slices of the outer axis: use C order.
-        layout = Layout(np.ascontiguousarray(layout.restore(layout.x3)), layout.axes)
+    # Ghost batches must be slices of the outer axis: use C order.
+    layout = layout.c_order()
     x3 = layout.x3
     if sample_weight is not None:
         sample_weight = np.broadcast_to(
