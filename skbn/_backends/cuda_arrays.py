@@ -34,8 +34,8 @@ import numpy as np
 from .._validation import FLOAT_TYPES
 
 INSTALL = (
-    "Install the CUDA extra (pip install '.[cuda]' from a checkout of skbn) "
-    "on a machine with an NVIDIA GPU and driver"
+    "Install the CUDA extra (pip install 'skbn[cuda]', or '.[cuda]' in a "
+    "checkout of skbn) on a machine with an NVIDIA GPU and driver"
 )
 
 
