@@ -25,6 +25,8 @@ BATCH_NORM = {
     "momentum": [MOMENTUM, None],
     "eps": [EPS],
     "axis": [Integral, tuple],
+    "with_mean": ["boolean"],
+    "with_std": ["boolean"],
     "center": ["boolean"],
     "scale": ["boolean"],
     "gamma": [Real, "array-like"],
