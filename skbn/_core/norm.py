@@ -95,9 +95,7 @@ def normalize_coefficients(
     return shift, scale, offset
 
 
-def inverse_coefficients(
-    mean, var, gamma, beta, eps, *, with_mean=True, with_std=True
-):
+def inverse_coefficients(mean, var, gamma, beta, eps, *, with_mean=True, with_std=True):
     """The ``shift``, ``scale`` and ``offset`` that undo
     :func:`normalize_coefficients`' step.
 

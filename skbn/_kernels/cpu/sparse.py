@@ -1,0 +1,237 @@
+"""Kernels for scipy.sparse CSR and CSC data: ``data``, ``indices`` and
+``indptr`` as plain arrays (int32 or int64 indices).
+
+Every value of the matrix counts, the implicit zeros too; a stored NaN is a
+missing value of its feature.  The moments are those of the dense kernels,
+``(count, mean, M2)`` in float64 with the corrected two-pass algorithm:
+
+* CSC: one column per iteration of a parallel loop, two passes over its
+  stored values; the implicit zeros enter each pass as one term (their
+  weight times ``0 - mean``), so no zero is read.
+* CSR: the rows are cut into tasks (a function of the shape only); each
+  task takes the two passes over its rows into per-task tables, which are
+  then merged in task order with Chan's update, as the dense rows kernels
+  do: the bits do not depend on the thread count.
+
+The zeros of a column weigh ``total - stored``, the weight of all rows
+minus that of the rows that store a value; a column that stores a value in
+every row has no zeros, exactly.  ``check_structure`` must have passed
+before any of them runs: they trust ``indptr`` and ``indices``.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .common import IEEE, JIT, serial_twin, task_range, task_tables
+from .formulas import corrected_m2, ratio
+
+#: :func:`check_structure`'s answers.
+CANONICAL = 0  # sorted indices without duplicates
+NOT_CANONICAL = 1  # valid, but unsorted or with duplicates
+BAD_INDPTR = 2  # indptr decreases
+BAD_INDEX = 3  # an index outside [0, n_minor)
+
+
+@njit(parallel=True, **JIT)
+def check_structure(indptr, indices, n_minor, n_tasks):
+    """Whether ``indptr`` and ``indices`` describe a matrix with ``n_minor``
+    minor entries per major slice, and whether they are canonical.
+
+    ``indices`` holds the ``indptr[-1]`` stored entries.  A slice outside
+    ``[0, indices.size)`` or decreasing stops the check before any of its
+    indices is read.
+    Returns the worst of :data:`CANONICAL`, :data:`NOT_CANONICAL`,
+    :data:`BAD_INDPTR`, :data:`BAD_INDEX` over all slices.
+    """
+    n_major = indptr.size - 1
+    nnz = indices.size
+    codes = np.zeros(n_tasks, np.int64)
+    for t in prange(n_tasks):
+        m0, m1 = task_range(t, n_tasks, n_major)
+        code = CANONICAL
+        for m in range(m0, m1):
+            p0 = indptr[m]
+            p1 = indptr[m + 1]
+            # Each slice within [0, nnz) before any index of it is read.
+            if p1 < p0 or p0 < 0 or p1 > nnz:
+                code = BAD_INDPTR
+                break
+            last = -1
+            for p in range(p0, p1):
+                k = indices[p]
+                if k < 0 or k >= n_minor:
+                    code = BAD_INDEX
+                    break
+                if k <= last:
+                    code = NOT_CANONICAL
+                last = k
+            if code >= BAD_INDPTR:
+                break
+        codes[t] = code
+    return codes.max()
+
+
+@njit(inline="always", **IEEE)
+def _finish_count(total, stored, missing, n_stored, n_rows):
+    """``(count, zero weight)`` of a feature: all weight but that of its
+    NaN, and the weight of its implicit zeros (0 when every row stores a
+    value, whatever the rounding of ``total - stored``)."""
+    zeros = 0.0 if n_stored >= n_rows else max(total - stored, 0.0)
+    return total - missing, zeros
+
+
+@njit(parallel=True, **IEEE)
+def csc_moments(data, indices, indptr, n_rows, w, weighted, total):
+    """Moments of each column of a CSC matrix.
+
+    ``w`` holds the row weights when ``weighted`` (an empty array
+    otherwise), ``total`` their sum (``n_rows`` unweighted).  Returns the
+    ``(count, mean, M2)`` arrays; a stored infinity makes its column's mean
+    or M2 non-finite (the caller tells it from an overflow).
+    """
+    d = indptr.size - 1
+    count = np.zeros(d)
+    mean = np.zeros(d)
+    m2 = np.zeros(d)
+    for j in prange(d):
+        p0 = indptr[j]
+        p1 = indptr[j + 1]
+        stored = 0.0
+        missing = 0.0
+        s = 0.0
+        for p in range(p0, p1):
+            wi = w[indices[p]] if weighted else 1.0
+            v = np.float64(data[p])
+            stored += wi
+            if v != v:
+                missing += wi
+            else:
+                s += wi * v
+        c, zeros = _finish_count(total, stored, missing, p1 - p0, n_rows)
+        m = ratio(s, c)
+        # Second pass around the mean; the zeros are one term each.
+        q = zeros * (m * m)
+        e = -(zeros * m)
+        for p in range(p0, p1):
+            v = np.float64(data[p])
+            if v == v:
+                wi = w[indices[p]] if weighted else 1.0
+                dv = v - m
+                e += wi * dv
+                q += wi * (dv * dv)
+        count[j] = c
+        mean[j] = m
+        m2[j] = corrected_m2(q, e, c)
+    return count, mean, m2
+
+
+@njit(parallel=True, **IEEE)
+def csr_moments(data, indices, indptr, d, w, weighted, n_tasks):
+    """Moments of each column of a CSR matrix, per task of rows.
+
+    Returns ``(tasks, d)`` tables of ``(count, mean, M2)``, one row per
+    task of consecutive rows, to be merged in task order
+    (:func:`~.formulas.merge_task_moments`).  Arguments as in
+    :func:`csc_moments`; the tables take ``7 * 8 * d`` bytes per task.
+    """
+    n = indptr.size - 1
+    cnt, mean, m2 = task_tables(n_tasks, d)
+    for t in prange(n_tasks):
+        r0, r1 = task_range(t, n_tasks, n)
+        stored = np.zeros(d)  # weight of the rows that store a value
+        missing = np.zeros(d)  # weight of the stored NaN
+        s = np.zeros(d)  # weighted sum of the other stored values
+        n_stored = np.zeros(d, np.int64)
+        total = 0.0
+        for i in range(r0, r1):
+            wi = w[i] if weighted else 1.0
+            total += wi
+            for p in range(indptr[i], indptr[i + 1]):
+                j = indices[p]
+                v = np.float64(data[p])
+                stored[j] += wi
+                n_stored[j] += 1
+                if v != v:
+                    missing[j] += wi
+                else:
+                    s[j] += wi * v
+        for j in range(d):
+            c, zeros = _finish_count(total, stored[j], missing[j], n_stored[j], r1 - r0)
+            m = ratio(s[j], c)
+            cnt[t, j] = c
+            mean[t, j] = m
+            # The zeros' terms start the second pass's sums.
+            missing[j] = zeros * (m * m)
+            s[j] = -(zeros * m)
+        q, e = missing, s
+        for i in range(r0, r1):
+            wi = w[i] if weighted else 1.0
+            for p in range(indptr[i], indptr[i + 1]):
+                v = np.float64(data[p])
+                if v == v:
+                    j = indices[p]
+                    dv = v - mean[t, j]
+                    e[j] += wi * dv
+                    q[j] += wi * (dv * dv)
+        for j in range(d):
+            m2[t, j] = corrected_m2(q[j], e[j], cnt[t, j])
+    return cnt, mean, m2
+
+
+@njit(parallel=True, **JIT)
+def scale_by_index(data, indices, scale, out, n_tasks):
+    """``out[p] = data[p] * scale[indices[p]]``: the normalize step of CSR
+    data with shift and offset 0 (the only one that keeps zeros).
+
+    ``out`` may be ``data``.  Returns the number of infinite inputs.
+    """
+    nnz = data.size
+    bad = np.zeros(n_tasks, np.int64)
+    for t in prange(n_tasks):
+        p0, p1 = task_range(t, n_tasks, nnz)
+        k = 0
+        for p in range(p0, p1):
+            v = data[p]
+            k += np.isinf(v)
+            out[p] = v * scale[indices[p]]
+        bad[t] = k
+    return bad.sum()
+
+
+@njit(parallel=True, **JIT)
+def scale_by_slice(data, indptr, scale, out):
+    """``out[p] = data[p] * scale[j]`` for the values of column ``j`` of CSC
+    data (see :func:`scale_by_index`)."""
+    d = indptr.size - 1
+    bad = np.zeros(d, np.int64)
+    for j in prange(d):
+        a = scale[j]
+        k = 0
+        for p in range(indptr[j], indptr[j + 1]):
+            v = data[p]
+            k += np.isinf(v)
+            out[p] = v * a
+        bad[j] = k
+    return bad.sum()
+
+
+@njit(parallel=True, **JIT)
+def count_inf(data, n_tasks):
+    """The number of infinite values in ``data`` (before writing in place)."""
+    nnz = data.size
+    bad = np.zeros(n_tasks, np.int64)
+    for t in prange(n_tasks):
+        p0, p1 = task_range(t, n_tasks, nnz)
+        k = 0
+        for p in range(p0, p1):
+            k += np.isinf(data[p])
+        bad[t] = k
+    return bad.sum()
+
+
+check_structure_serial = serial_twin(check_structure, "check_structure_serial")
+csc_moments_serial = serial_twin(csc_moments, "csc_moments_serial")
+csr_moments_serial = serial_twin(csr_moments, "csr_moments_serial")
+scale_by_index_serial = serial_twin(scale_by_index, "scale_by_index_serial")
+scale_by_slice_serial = serial_twin(scale_by_slice, "scale_by_slice_serial")
+count_inf_serial = serial_twin(count_inf, "count_inf_serial")
