@@ -462,6 +462,8 @@ class BatchNormalizer(
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
-        tags.input_tags.sparse = True
+        # scipy.sparse input is accepted where it stays sparse: without
+        # centering (with the default with_mean=True it raises, saying so).
+        tags.input_tags.sparse = not self.with_mean
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags

@@ -176,9 +176,12 @@ def moments(c, sample_weight=None, feature_names=None):
         c = _as_csc(c)
     size = c.data.size + n
     if c.by_rows:
-        kernel = plan.pick(cpu.csr_moments, cpu.csr_moments_serial, size)
-        tables = kernel(c.data, c.indices, c.indptr, d, w, weighted, n_tasks)
-        res = cpu.merge_task_moments(*tables)
+        arrays = (c.data, c.indices, c.indptr)
+        kernel = plan.pick(cpu.csr_sums, cpu.csr_sums_serial, size)
+        count, zeros, shift = cpu.sum_tables(*kernel(*arrays, d, w, weighted, n_tasks))
+        kernel = plan.pick(cpu.csr_deviations, cpu.csr_deviations_serial, size)
+        q, e = kernel(*arrays, w, weighted, n_tasks, shift)
+        res = (count, *cpu.finish_tables(shift, count, zeros, q, e))
     else:
         total = float(np.sum(w)) if weighted else float(n)
         kernel = plan.pick(cpu.csc_moments, cpu.csc_moments_serial, size)

@@ -6,12 +6,18 @@ missing value of its feature.  The moments are those of the dense kernels,
 ``(count, mean, M2)`` in float64 with the corrected two-pass algorithm:
 
 * CSC: one column per iteration of a parallel loop, two passes over its
-  stored values; the implicit zeros enter each pass as one term (their
-  weight times ``0 - mean``), so no zero is read.
-* CSR: the rows are cut into tasks (a function of the shape only); each
-  task takes the two passes over its rows into per-task tables, which are
-  then merged in task order with Chan's update, as the dense rows kernels
-  do: the bits do not depend on the thread count.
+  stored values; the implicit zeros enter the sums as one term each (their
+  weight times ``0 - shift``), so no zero is read.
+* CSR: the same two passes over the whole matrix, each cut into tasks of
+  consecutive rows (a function of the shape only) that fill per-task
+  tables, added in task order between and after the passes: the bits do
+  not depend on the thread count.
+
+Both are the corrected two-pass algorithm around a shift that is the
+first pass's mean of the whole column, so a mean or M2 keeps its accuracy
+at any offset (no merge of partial means, whose rounding at the offset's
+ulp would be a first-order error of M2, see
+:func:`~.moments.shift_reference`).
 
 The zeros of a column weigh ``total - stored``, the weight of all rows
 minus that of the rows that store a value; a column that stores a value in
@@ -80,9 +86,21 @@ def _finish_count(total, stored, missing, n_stored, n_rows):
     return total - missing, zeros
 
 
+@njit(inline="always", **IEEE)
+def _from_deviations(shift, count, zeros, q, e):
+    """``(mean, M2)`` of a feature from its second pass around ``shift``:
+    ``q`` and ``e``, the weighted sums of ``(x - shift)**2`` and
+    ``x - shift`` over the stored values, to which the zeros add one term
+    each.  The corrected two-pass algorithm (Chan, Golub and LeVeque):
+    ``e`` removes the rounding of ``shift`` from M2 and from the mean."""
+    q = q + zeros * (shift * shift)
+    e = e - zeros * shift
+    return shift + ratio(e, count), corrected_m2(q, e, count)
+
+
 @njit(parallel=True, **IEEE)
 def csc_moments(data, indices, indptr, n_rows, w, weighted, total):
-    """Moments of each column of a CSC matrix.
+    """Moments of each column of a CSC matrix, two passes per column.
 
     ``w`` holds the row weights when ``weighted`` (an empty array
     otherwise), ``total`` their sum (``n_rows`` unweighted).  Returns the
@@ -108,40 +126,39 @@ def csc_moments(data, indices, indptr, n_rows, w, weighted, total):
             else:
                 s += wi * v
         c, zeros = _finish_count(total, stored, missing, p1 - p0, n_rows)
-        m = ratio(s, c)
-        # Second pass around the mean; the zeros are one term each.
-        q = zeros * (m * m)
-        e = -(zeros * m)
+        shift = ratio(s, c)
+        q = 0.0
+        e = 0.0
         for p in range(p0, p1):
             v = np.float64(data[p])
             if v == v:
                 wi = w[indices[p]] if weighted else 1.0
-                dv = v - m
+                dv = v - shift
                 e += wi * dv
                 q += wi * (dv * dv)
         count[j] = c
-        mean[j] = m
-        m2[j] = corrected_m2(q, e, c)
+        mean[j], m2[j] = _from_deviations(shift, c, zeros, q, e)
     return count, mean, m2
 
 
 @njit(parallel=True, **IEEE)
-def csr_moments(data, indices, indptr, d, w, weighted, n_tasks):
-    """Moments of each column of a CSR matrix, per task of rows.
+def csr_sums(data, indices, indptr, d, w, weighted, n_tasks):
+    """First pass over a CSR matrix, per task of consecutive rows.
 
-    Returns ``(tasks, d)`` tables of ``(count, mean, M2)``, one row per
-    task of consecutive rows, to be merged in task order
-    (:func:`~.formulas.merge_task_moments`).  Arguments as in
-    :func:`csc_moments`; the tables take ``7 * 8 * d`` bytes per task.
+    Returns ``(tasks, d)`` tables: the count (weight of the non-NaN values,
+    zeros included), the weight of the implicit zeros and the weighted sum
+    of the stored non-NaN values of each task.  Arguments as in
+    :func:`csc_moments`; the tables and the task's scratch take
+    ``7 * 8 * d`` bytes per task.
     """
     n = indptr.size - 1
-    cnt, mean, m2 = task_tables(n_tasks, d)
+    cnt, zero_w, sums = task_tables(n_tasks, d)
     for t in prange(n_tasks):
         r0, r1 = task_range(t, n_tasks, n)
         stored = np.zeros(d)  # weight of the rows that store a value
         missing = np.zeros(d)  # weight of the stored NaN
-        s = np.zeros(d)  # weighted sum of the other stored values
         n_stored = np.zeros(d, np.int64)
+        s = sums[t]
         total = 0.0
         for i in range(r0, r1):
             wi = w[i] if weighted else 1.0
@@ -156,26 +173,71 @@ def csr_moments(data, indices, indptr, d, w, weighted, n_tasks):
                 else:
                     s[j] += wi * v
         for j in range(d):
-            c, zeros = _finish_count(total, stored[j], missing[j], n_stored[j], r1 - r0)
-            m = ratio(s[j], c)
-            cnt[t, j] = c
-            mean[t, j] = m
-            # The zeros' terms start the second pass's sums.
-            missing[j] = zeros * (m * m)
-            s[j] = -(zeros * m)
-        q, e = missing, s
+            cnt[t, j], zero_w[t, j] = _finish_count(
+                total, stored[j], missing[j], n_stored[j], r1 - r0
+            )
+    return cnt, zero_w, sums
+
+
+@njit(**IEEE)
+def sum_tables(cnt, zero_w, sums):
+    """The whole matrix's count, zero weight and shift (its first-pass
+    mean) from :func:`csr_sums`' tables, added in task order."""
+    n_tasks, d = cnt.shape
+    count = np.zeros(d)
+    zeros = np.zeros(d)
+    shift = np.zeros(d)
+    for j in range(d):
+        c, z, s = 0.0, 0.0, 0.0
+        for t in range(n_tasks):
+            c += cnt[t, j]
+            z += zero_w[t, j]
+            s += sums[t, j]
+        count[j] = c
+        zeros[j] = z
+        shift[j] = ratio(s, c)
+    return count, zeros, shift
+
+
+@njit(parallel=True, **IEEE)
+def csr_deviations(data, indices, indptr, w, weighted, n_tasks, shift):
+    """Second pass over a CSR matrix around the per-feature ``shift``:
+    ``(tasks, d)`` tables of the weighted sums of ``(x - shift)**2`` and of
+    ``x - shift`` over the stored non-NaN values."""
+    n = indptr.size - 1
+    d = shift.size
+    q = np.zeros((n_tasks, d))
+    e = np.zeros((n_tasks, d))
+    for t in prange(n_tasks):
+        r0, r1 = task_range(t, n_tasks, n)
+        qt = q[t]
+        et = e[t]
         for i in range(r0, r1):
             wi = w[i] if weighted else 1.0
             for p in range(indptr[i], indptr[i + 1]):
                 v = np.float64(data[p])
                 if v == v:
                     j = indices[p]
-                    dv = v - mean[t, j]
-                    e[j] += wi * dv
-                    q[j] += wi * (dv * dv)
-        for j in range(d):
-            m2[t, j] = corrected_m2(q[j], e[j], cnt[t, j])
-    return cnt, mean, m2
+                    dv = v - shift[j]
+                    et[j] += wi * dv
+                    qt[j] += wi * (dv * dv)
+    return q, e
+
+
+@njit(**IEEE)
+def finish_tables(shift, count, zeros, q, e):
+    """``(mean, M2)`` of each feature from :func:`csr_deviations`' tables,
+    added in task order (see :func:`_from_deviations`)."""
+    n_tasks, d = q.shape
+    mean = np.zeros(d)
+    m2 = np.zeros(d)
+    for j in range(d):
+        qj, ej = 0.0, 0.0
+        for t in range(n_tasks):
+            qj += q[t, j]
+            ej += e[t, j]
+        mean[j], m2[j] = _from_deviations(shift[j], count[j], zeros[j], qj, ej)
+    return mean, m2
 
 
 @njit(parallel=True, **JIT)
@@ -231,7 +293,8 @@ def count_inf(data, n_tasks):
 
 check_structure_serial = serial_twin(check_structure, "check_structure_serial")
 csc_moments_serial = serial_twin(csc_moments, "csc_moments_serial")
-csr_moments_serial = serial_twin(csr_moments, "csr_moments_serial")
+csr_sums_serial = serial_twin(csr_sums, "csr_sums_serial")
+csr_deviations_serial = serial_twin(csr_deviations, "csr_deviations_serial")
 scale_by_index_serial = serial_twin(scale_by_index, "scale_by_index_serial")
 scale_by_slice_serial = serial_twin(scale_by_slice, "scale_by_slice_serial")
 count_inf_serial = serial_twin(count_inf, "count_inf_serial")
