@@ -126,3 +126,20 @@ def test_changing_the_flags_after_fit_takes_effect(X):
     y = bn.transform(X)
     bn.set_params(with_mean=False)
     assert_allclose(bn.transform(X), y + bn.running_mean_ / np.sqrt(bn.running_var_))
+
+
+@pytest.mark.parametrize("with_mean, with_std", [(False, True), (True, False)])
+def test_export_to_keras_refuses_what_keras_cannot_do(X, with_mean, with_std):
+    bn = BatchNormalizer(with_mean=with_mean, with_std=with_std).fit(X)
+    with pytest.raises(ValueError, match="with_mean=.*with_std="):
+        bn.to_keras_weights()
+    assert len(BatchNormalizer().fit(X).to_keras_weights()) == 4
+
+
+def test_save_and_load_keep_the_flags(X, tmp_path):
+    bn = BatchNormalizer(with_mean=False, with_std=False, beta=2.0).fit(X)
+    path = tmp_path / "bn.npz"
+    bn.save(path)
+    back = BatchNormalizer.load(path)
+    assert (back.with_mean, back.with_std) == (False, False)
+    assert_allclose(back.transform(X), bn.transform(X), rtol=0)

@@ -43,38 +43,54 @@ def check_structure(indptr, indices, n_minor, n_tasks):
     """Whether ``indptr`` and ``indices`` describe a matrix with ``n_minor``
     minor entries per major slice, and whether they are canonical.
 
-    ``indices`` holds the ``indptr[-1]`` stored entries.  A slice outside
-    ``[0, indices.size)`` or decreasing stops the check before any of its
-    indices is read.
-    Returns the worst of :data:`CANONICAL`, :data:`NOT_CANONICAL`,
-    :data:`BAD_INDPTR`, :data:`BAD_INDEX` over all slices.
+    ``indices`` holds the ``indptr[-1]`` stored entries.  Flat loops
+    without early exits, which vectorize: ``indptr`` must not decrease
+    and stay within ``[0, indices.size]``; every index must be in
+    ``[0, n_minor)``; the indices are canonical (sorted and unique within
+    each slice) when every place where an index does not grow is the start
+    of a slice.  Returns the worst of :data:`CANONICAL`,
+    :data:`NOT_CANONICAL`, :data:`BAD_INDPTR`, :data:`BAD_INDEX`.
     """
     n_major = indptr.size - 1
     nnz = indices.size
-    codes = np.zeros(n_tasks, np.int64)
+    bad_ptr = np.zeros(n_tasks, np.int64)
+    bad_index = np.zeros(n_tasks, np.int64)
+    descents = np.zeros(n_tasks, np.int64)
     for t in prange(n_tasks):
         m0, m1 = task_range(t, n_tasks, n_major)
-        code = CANONICAL
+        k = 0
         for m in range(m0, m1):
-            p0 = indptr[m]
-            p1 = indptr[m + 1]
-            # Each slice within [0, nnz) before any index of it is read.
-            if p1 < p0 or p0 < 0 or p1 > nnz:
-                code = BAD_INDPTR
-                break
-            last = -1
-            for p in range(p0, p1):
-                k = indices[p]
-                if k < 0 or k >= n_minor:
-                    code = BAD_INDEX
-                    break
-                if k <= last:
-                    code = NOT_CANONICAL
-                last = k
-            if code >= BAD_INDPTR:
-                break
-        codes[t] = code
-    return codes.max()
+            k += indptr[m + 1] < indptr[m]
+        bad_ptr[t] = k
+        p0, p1 = task_range(t, n_tasks, nnz)
+        k = 0
+        for p in range(p0, p1):
+            k += (indices[p] < 0) | (indices[p] >= n_minor)
+        bad_index[t] = k
+        down = 0
+        for p in range(max(p0, 1), p1):
+            down += indices[p] <= indices[p - 1]
+        descents[t] = down
+    # Not decreasing from 0 to nnz: every slice lies within [0, nnz].
+    if bad_ptr.sum() or indptr[0] != 0 or indptr[n_major] != nnz:
+        return BAD_INDPTR
+    if bad_index.sum():
+        return BAD_INDEX
+    if nnz == 0:
+        return CANONICAL
+    starts = np.zeros(n_tasks, np.int64)
+    for t in prange(n_tasks):
+        m0, m1 = task_range(t, n_tasks, n_major)
+        down = 0
+        for m in range(m0, m1):
+            p = indptr[m]
+            # Counted where a slice that is not empty starts after the
+            # first entry; branch-free (the reads are clamped in range),
+            # since empty slices make the branch unpredictable.
+            start = (p > 0) & (p < indptr[m + 1])
+            down += start & (indices[min(p, nnz - 1)] <= indices[max(p - 1, 0)])
+        starts[t] = down
+    return CANONICAL if descents.sum() == starts.sum() else NOT_CANONICAL
 
 
 @njit(inline="always", **IEEE)
@@ -141,6 +157,26 @@ def csc_moments(data, indices, indptr, n_rows, w, weighted, total):
     return count, mean, m2
 
 
+@njit(inline="always", **IEEE)
+def _add_value(j, v, wi, stored, missing, s):
+    """The first pass's sums of feature ``j`` with the value ``v`` of a row
+    of weight ``wi``."""
+    stored[j] += wi
+    if v != v:
+        missing[j] += wi
+    else:
+        s[j] += wi * v
+
+
+@njit(inline="always", **IEEE)
+def _add_deviation(j, v, wi, shift, q, e):
+    """The second pass's sums of feature ``j`` with the value ``v``."""
+    if v == v:
+        dv = v - shift[j]
+        e[j] += wi * dv
+        q[j] += wi * (dv * dv)
+
+
 @njit(parallel=True, **IEEE)
 def csr_sums(data, indices, indptr, d, w, weighted, n_tasks):
     """First pass over a CSR matrix, per task of consecutive rows.
@@ -159,22 +195,26 @@ def csr_sums(data, indices, indptr, d, w, weighted, n_tasks):
         missing = np.zeros(d)  # weight of the stored NaN
         n_stored = np.zeros(d, np.int64)
         s = sums[t]
-        total = 0.0
-        for i in range(r0, r1):
-            wi = w[i] if weighted else 1.0
-            total += wi
-            for p in range(indptr[i], indptr[i + 1]):
-                j = indices[p]
-                v = np.float64(data[p])
-                stored[j] += wi
-                n_stored[j] += 1
-                if v != v:
-                    missing[j] += wi
-                else:
-                    s[j] += wi * v
+        if weighted:
+            total = 0.0
+            for i in range(r0, r1):
+                wi = w[i]
+                total += wi
+                for p in range(indptr[i], indptr[i + 1]):
+                    j = indices[p]
+                    n_stored[j] += 1
+                    _add_value(j, np.float64(data[p]), wi, stored, missing, s)
+        else:
+            # One flat loop over the task's entries (a loop per row costs
+            # more than its work on very sparse rows); total - stored then
+            # counts the zeros exactly.
+            total = float(r1 - r0)
+            for p in range(indptr[r0], indptr[r1]):
+                _add_value(indices[p], np.float64(data[p]), 1.0, stored, missing, s)
         for j in range(d):
+            full = n_stored[j] if weighted else 0
             cnt[t, j], zero_w[t, j] = _finish_count(
-                total, stored[j], missing[j], n_stored[j], r1 - r0
+                total, stored[j], missing[j], full, r1 - r0
             )
     return cnt, zero_w, sums
 
@@ -212,15 +252,14 @@ def csr_deviations(data, indices, indptr, w, weighted, n_tasks, shift):
         r0, r1 = task_range(t, n_tasks, n)
         qt = q[t]
         et = e[t]
-        for i in range(r0, r1):
-            wi = w[i] if weighted else 1.0
-            for p in range(indptr[i], indptr[i + 1]):
-                v = np.float64(data[p])
-                if v == v:
-                    j = indices[p]
-                    dv = v - shift[j]
-                    et[j] += wi * dv
-                    qt[j] += wi * (dv * dv)
+        if weighted:
+            for i in range(r0, r1):
+                wi = w[i]
+                for p in range(indptr[i], indptr[i + 1]):
+                    _add_deviation(indices[p], np.float64(data[p]), wi, shift, qt, et)
+        else:
+            for p in range(indptr[r0], indptr[r1]):
+                _add_deviation(indices[p], np.float64(data[p]), 1.0, shift, qt, et)
     return q, e
 
 
