@@ -188,6 +188,18 @@ class BatchNormalizer(
     array([5., 5., 5.])
     >>> bn.transform(batch).dtype
     dtype('float32')
+
+    Sparse input stays sparse, scaled per column (``with_mean=False``):
+
+    >>> import scipy.sparse as sp
+    >>> Xs = sp.csr_matrix(np.array([[0.0, 2.0], [0.0, 0.0], [4.0, 2.0]]))
+    >>> Xt = BatchNormalizer(with_mean=False, eps=1e-12).fit_transform(Xs)
+    >>> type(Xt).__name__, Xt.nnz
+    ('csr_matrix', 3)
+    >>> np.round(Xt.toarray(), 3)
+    array([[0.   , 2.121],
+           [0.   , 0.   ],
+           [2.121, 2.121]])
     """
 
     # Fitted attributes (annotations only: they exist once fitted).
