@@ -59,16 +59,16 @@ def check_structure(indptr, indices, n_minor, n_tasks):
     for t in prange(n_tasks):
         m0, m1 = task_range(t, n_tasks, n_major)
         k = 0
-        for m in range(m0, m1):
+        for m in range(_at(m0), _at(m1)):
             k += indptr[m + 1] < indptr[m]
         bad_ptr[t] = k
         p0, p1 = task_range(t, n_tasks, nnz)
         k = 0
-        for p in range(p0, p1):
+        for p in range(_at(p0), _at(p1)):
             k += (indices[p] < 0) | (indices[p] >= n_minor)
         bad_index[t] = k
         down = 0
-        for p in range(max(p0, 1), p1):
+        for p in range(_at(max(p0, 1)), _at(p1)):
             down += indices[p] <= indices[p - 1]
         descents[t] = down
     # Not decreasing from 0 to nnz: every slice lies within [0, nnz].
@@ -82,15 +82,27 @@ def check_structure(indptr, indices, n_minor, n_tasks):
     for t in prange(n_tasks):
         m0, m1 = task_range(t, n_tasks, n_major)
         down = 0
-        for m in range(m0, m1):
+        for m in range(_at(m0), _at(m1)):
             p = indptr[m]
             # Counted where a slice that is not empty starts after the
             # first entry; branch-free (the reads are clamped in range),
             # since empty slices make the branch unpredictable.
             start = (p > 0) & (p < indptr[m + 1])
-            down += start & (indices[min(p, nnz - 1)] <= indices[max(p - 1, 0)])
+            down += start & (
+                indices[_at(min(p, nnz - 1))] <= indices[_at(max(p - 1, 0))]
+            )
         starts[t] = down
     return CANONICAL if descents.sum() == starts.sum() else NOT_CANONICAL
+
+
+@njit(inline="always", **JIT)
+def _at(index):
+    """A non-negative index, position or row number (an index that
+    :func:`check_structure` found in range, a position in ``[0, nnz]``) as
+    an unsigned integer: Numba then indexes without the test for a negative
+    index (which Python counts from the end), which took half of the
+    kernels' time.  Loops run over unsigned ranges for the same reason."""
+    return np.uint64(index)
 
 
 @njit(inline="always", **IEEE)
@@ -133,8 +145,8 @@ def csc_moments(data, indices, indptr, n_rows, w, weighted, total):
         stored = 0.0
         missing = 0.0
         s = 0.0
-        for p in range(p0, p1):
-            wi = w[indices[p]] if weighted else 1.0
+        for p in range(_at(p0), _at(p1)):
+            wi = w[_at(indices[p])] if weighted else 1.0
             v = np.float64(data[p])
             stored += wi
             if v != v:
@@ -145,10 +157,10 @@ def csc_moments(data, indices, indptr, n_rows, w, weighted, total):
         shift = ratio(s, c)
         q = 0.0
         e = 0.0
-        for p in range(p0, p1):
+        for p in range(_at(p0), _at(p1)):
             v = np.float64(data[p])
             if v == v:
-                wi = w[indices[p]] if weighted else 1.0
+                wi = w[_at(indices[p])] if weighted else 1.0
                 dv = v - shift
                 e += wi * dv
                 q += wi * (dv * dv)
@@ -157,24 +169,73 @@ def csc_moments(data, indices, indptr, n_rows, w, weighted, total):
     return count, mean, m2
 
 
-@njit(inline="always", **IEEE)
-def _add_value(j, v, wi, stored, missing, s):
-    """The first pass's sums of feature ``j`` with the value ``v`` of a row
-    of weight ``wi``."""
-    stored[j] += wi
-    if v != v:
-        missing[j] += wi
-    else:
-        s[j] += wi * v
+# The loops over a task's entries are compiled functions of their own, so
+# that the parallel kernels and their serial twins run the same machine
+# code.  They are written out, without helpers that take the arrays: an
+# inlined helper's array arguments cost reference counting per value (7x).
 
 
-@njit(inline="always", **IEEE)
-def _add_deviation(j, v, wi, shift, q, e):
-    """The second pass's sums of feature ``j`` with the value ``v``."""
-    if v == v:
-        dv = v - shift[j]
-        e[j] += wi * dv
-        q[j] += wi * (dv * dv)
+@njit(**IEEE)
+def _sums_of_entries(data, indices, p0, p1, stored, missing, s):
+    """The first pass's sums over the entries ``[p0, p1)``, unweighted:
+    per feature the number of stored values, of stored NaN, and the sum of
+    the others."""
+    for p in range(_at(p0), _at(p1)):
+        j = _at(indices[p])
+        v = np.float64(data[p])
+        stored[j] += 1.0
+        if v != v:
+            missing[j] += 1.0
+        else:
+            s[j] += v
+
+
+@njit(**IEEE)
+def _sums_of_rows(data, indices, indptr, w, r0, r1, stored, missing, s, n_stored):
+    """The first pass's sums over the rows ``[r0, r1)`` of weights ``w``
+    (as :func:`_sums_of_entries`, weighted); returns their total weight."""
+    total = 0.0
+    for i in range(_at(r0), _at(r1)):
+        wi = w[i]
+        total += wi
+        for p in range(_at(indptr[i]), _at(indptr[i + 1])):
+            j = _at(indices[p])
+            v = np.float64(data[p])
+            n_stored[j] += 1
+            stored[j] += wi
+            if v != v:
+                missing[j] += wi
+            else:
+                s[j] += wi * v
+    return total
+
+
+@njit(**IEEE)
+def _deviations_of_entries(data, indices, p0, p1, shift, q, e):
+    """The second pass's sums of ``(x - shift)**2`` and ``x - shift`` over
+    the entries ``[p0, p1)``, unweighted, NaN skipped."""
+    for p in range(_at(p0), _at(p1)):
+        v = np.float64(data[p])
+        if v == v:
+            j = _at(indices[p])
+            dv = v - shift[j]
+            e[j] += dv
+            q[j] += dv * dv
+
+
+@njit(**IEEE)
+def _deviations_of_rows(data, indices, indptr, w, r0, r1, shift, q, e):
+    """:func:`_deviations_of_entries` over the rows ``[r0, r1)`` of weights
+    ``w``."""
+    for i in range(_at(r0), _at(r1)):
+        wi = w[i]
+        for p in range(_at(indptr[i]), _at(indptr[i + 1])):
+            v = np.float64(data[p])
+            if v == v:
+                j = _at(indices[p])
+                dv = v - shift[j]
+                e[j] += wi * dv
+                q[j] += wi * (dv * dv)
 
 
 @njit(parallel=True, **IEEE)
@@ -193,29 +254,24 @@ def csr_sums(data, indices, indptr, d, w, weighted, n_tasks):
         r0, r1 = task_range(t, n_tasks, n)
         stored = np.zeros(d)  # weight of the rows that store a value
         missing = np.zeros(d)  # weight of the stored NaN
+        s = np.zeros(d)  # weighted sum of the other stored values
         n_stored = np.zeros(d, np.int64)
-        s = sums[t]
         if weighted:
-            total = 0.0
-            for i in range(r0, r1):
-                wi = w[i]
-                total += wi
-                for p in range(indptr[i], indptr[i + 1]):
-                    j = indices[p]
-                    n_stored[j] += 1
-                    _add_value(j, np.float64(data[p]), wi, stored, missing, s)
+            total = _sums_of_rows(
+                data, indices, indptr, w, r0, r1, stored, missing, s, n_stored
+            )
         else:
-            # One flat loop over the task's entries (a loop per row costs
-            # more than its work on very sparse rows); total - stored then
+            # One loop over the task's entries (a loop per row costs more
+            # than its work on very sparse rows); total - stored then
             # counts the zeros exactly.
             total = float(r1 - r0)
-            for p in range(indptr[r0], indptr[r1]):
-                _add_value(indices[p], np.float64(data[p]), 1.0, stored, missing, s)
+            _sums_of_entries(data, indices, indptr[r0], indptr[r1], stored, missing, s)
         for j in range(d):
             full = n_stored[j] if weighted else 0
             cnt[t, j], zero_w[t, j] = _finish_count(
                 total, stored[j], missing[j], full, r1 - r0
             )
+            sums[t, j] = s[j]
     return cnt, zero_w, sums
 
 
@@ -250,16 +306,15 @@ def csr_deviations(data, indices, indptr, w, weighted, n_tasks, shift):
     e = np.zeros((n_tasks, d))
     for t in prange(n_tasks):
         r0, r1 = task_range(t, n_tasks, n)
-        qt = q[t]
-        et = e[t]
+        qt = np.zeros(d)
+        et = np.zeros(d)
         if weighted:
-            for i in range(r0, r1):
-                wi = w[i]
-                for p in range(indptr[i], indptr[i + 1]):
-                    _add_deviation(indices[p], np.float64(data[p]), wi, shift, qt, et)
+            _deviations_of_rows(data, indices, indptr, w, r0, r1, shift, qt, et)
         else:
-            for p in range(indptr[r0], indptr[r1]):
-                _add_deviation(indices[p], np.float64(data[p]), 1.0, shift, qt, et)
+            _deviations_of_entries(data, indices, indptr[r0], indptr[r1], shift, qt, et)
+        for j in range(d):
+            q[t, j] = qt[j]
+            e[t, j] = et[j]
     return q, e
 
 
@@ -291,10 +346,10 @@ def scale_by_index(data, indices, scale, out, n_tasks):
     for t in prange(n_tasks):
         p0, p1 = task_range(t, n_tasks, nnz)
         k = 0
-        for p in range(p0, p1):
+        for p in range(_at(p0), _at(p1)):
             v = data[p]
             k += np.isinf(v)
-            out[p] = v * scale[indices[p]]
+            out[p] = v * scale[_at(indices[p])]
         bad[t] = k
     return bad.sum()
 
@@ -308,7 +363,7 @@ def scale_by_slice(data, indptr, scale, out):
     for j in prange(d):
         a = scale[j]
         k = 0
-        for p in range(indptr[j], indptr[j + 1]):
+        for p in range(_at(indptr[j]), _at(indptr[j + 1])):
             v = data[p]
             k += np.isinf(v)
             out[p] = v * a
@@ -324,7 +379,7 @@ def count_inf(data, n_tasks):
     for t in prange(n_tasks):
         p0, p1 = task_range(t, n_tasks, nnz)
         k = 0
-        for p in range(p0, p1):
+        for p in range(_at(p0), _at(p1)):
             k += np.isinf(data[p])
         bad[t] = k
     return bad.sum()
