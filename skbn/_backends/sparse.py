@@ -211,13 +211,13 @@ def normalize(layout, shift, scale, offset, out=None, feature_names=None):
     _check_keeps_zeros(shift, offset)
     c = layout.c
     if out is not None or layout.own:
-        Y = layout.X
-        target = c.data
-    else:
-        Y = layout.X.copy()
-        target = Y.data[: c.data.size]
-    core_sparse.scale_values(c, scale, target, feature_names)
-    return Y
+        core_sparse.scale_values(c, scale, c.data, feature_names)
+        return layout.X
+    # A new matrix of X's class; its values are written once, by the kernel
+    # (not copied first, as X.copy() would).
+    data = np.empty_like(c.data)
+    core_sparse.scale_values(c, scale, data, feature_names)
+    return type(layout.X)((data, c.indices.copy(), c.indptr.copy()), shape=c.shape)
 
 
 def small_input(X):
