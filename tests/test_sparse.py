@@ -478,3 +478,34 @@ def test_dask_of_sparse_blocks_is_refused(rng):
     X = da.from_array(_random(rng, shape=(20, 4)), chunks=(10, 4), asarray=False)
     with pytest.raises((ValueError, TypeError), match="sparse"):
         _bn().fit(X)
+
+
+@pytest.mark.parametrize("container", CONTAINERS)
+def test_training_mode_normalizes_by_the_batch(rng, container):
+    first = container(_random(rng, shape=(50, 4)))
+    X = container(_random(rng, shape=(80, 4), nan=0.05))
+    bn = _bn(eps=EPS, momentum=0.9).fit(first)
+    y = bn.partial_fit_transform(X)
+    assert type(y) is type(X)
+    want = StandardScaler(with_mean=False).fit_transform(X)
+    _dense_equal(y, want, rtol=1e-12, equal_nan=True)
+    # The running statistics moved by the momentum update.
+    batch_mean = np.nanmean(X.toarray(), axis=0)
+    assert_allclose(
+        bn.running_mean_,
+        0.9 * _bn().fit(first).running_mean_ + 0.1 * batch_mean,
+        rtol=1e-12,
+    )
+
+
+def test_without_std_scales_by_gamma_only(rng):
+    X = _random(rng, shape=(40, 3), nan=0.1)
+    gamma = np.array([2.0, -1.0, 0.5])
+    y = _bn(with_std=False, gamma=gamma).fit_transform(X)
+    _dense_equal(y, X.toarray() * gamma, rtol=0, equal_nan=True)
+    assert type(y) is type(X)
+
+
+def test_sparse_tag_follows_with_mean():
+    assert BatchNormalizer(with_mean=False).__sklearn_tags__().input_tags.sparse
+    assert not BatchNormalizer().__sklearn_tags__().input_tags.sparse
