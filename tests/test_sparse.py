@@ -509,3 +509,17 @@ def test_without_std_scales_by_gamma_only(rng):
 def test_sparse_tag_follows_with_mean():
     assert BatchNormalizer(with_mean=False).__sklearn_tags__().input_tags.sparse
     assert not BatchNormalizer().__sklearn_tags__().input_tags.sparse
+
+
+def test_copy_false_on_non_canonical_input_leaves_it():
+    # (0, 1) stored twice, row 1 unsorted: the statistics need the sums.
+    X = sp.csr_matrix(
+        (np.array([1.0, 2.0, 5.0, 3.0]), np.array([1, 1, 2, 0]), np.array([0, 2, 4])),
+        shape=(2, 3),
+    )
+    before = pickle.dumps(X)
+    bn = _bn().fit(X)
+    assert_allclose(bn.running_mean_, [1.5, 1.5, 2.5])
+    y = bn.transform(X, copy=False)
+    assert y is not X and pickle.dumps(X) == before
+    _dense_equal(y, bn.transform(X.toarray()), rtol=1e-15)

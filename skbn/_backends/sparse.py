@@ -46,12 +46,14 @@ class SparseLayout(NamedTuple):
 
     ``X`` is the CSR or CSC object whose arrays ``c`` are; ``own`` says that
     it is a private copy (a conversion), which the normalize step may
-    overwrite.
+    overwrite; ``canonical`` whether its indices are known to be sorted and
+    unique (None: not checked, see :func:`canonical`).
     """
 
     X: object
     c: core_sparse.Compressed
     own: bool
+    canonical: bool | None = None
 
     @property
     def shape(self):
@@ -86,7 +88,9 @@ def validate(X, spec, *, reset):
     Returns
     -------
     layout : SparseLayout
-        float32 or float64 CSR or CSC without duplicate entries.
+        float32 or float64 CSR or CSC, checked to be a well-formed matrix;
+        its order (duplicates, unsorted indices) is checked where it
+        matters (:func:`canonical`).
     n_features : int
     """
     if spec.with_mean:
@@ -118,19 +122,35 @@ def validate(X, spec, *, reset):
     if not own and not all(a.flags.c_contiguous and a.dtype.isnative for a in arrays):
         X = X.copy()  # the kernels read contiguous arrays in native order
         own = True
-    by_rows = X.format == "csr"
-    c, canonical = core_sparse.check_structure(
-        by_rows, X.data, X.indices, X.indptr, X.shape
+    c, _ = core_sparse.check_structure(
+        X.format == "csr", X.data, X.indices, X.indptr, X.shape, order=False
     )
-    if not canonical:
-        # Duplicates are summed, as scipy means them: in a private copy.
-        X = X if own else X.copy()
-        X.sum_duplicates()
-        own = True
-        c, _ = core_sparse.check_structure(
-            by_rows, X.data, X.indices, X.indptr, X.shape
-        )
     return SparseLayout(X, c, own), n_features
+
+
+def canonical(layout):
+    """``layout`` with its indices sorted and unique within each slice, as
+    the statistics need them (a duplicate entry counts once, as the sum of
+    its values, which is what scipy means by it).
+
+    Returns
+    -------
+    SparseLayout
+        ``layout`` itself when already canonical, else one of a private,
+        canonical copy of ``X``.
+    """
+    if layout.canonical:
+        return layout
+    c = layout.c
+    _, ok = core_sparse.check_structure(c.by_rows, c.data, c.indices, c.indptr, c.shape)
+    if ok:
+        return layout._replace(canonical=True)
+    X = layout.X if layout.own else layout.X.copy()
+    X.sum_duplicates()
+    c, _ = core_sparse.check_structure(
+        c.by_rows, X.data, X.indices, X.indptr, X.shape, order=False
+    )
+    return SparseLayout(X, c, True, True)
 
 
 def moments(layout, sample_weight, feature_names=None):
@@ -145,7 +165,7 @@ def moments(layout, sample_weight, feature_names=None):
         w = validate_sample_weight(
             sample_weight, np.empty((layout.shape[0], 0)), layout.axes
         )
-    return core_sparse.moments(layout.c, w, feature_names)
+    return core_sparse.moments(canonical(layout).c, w, feature_names)
 
 
 def train_forward(layout, sample_weight, gamma, beta, eps, feature_names=None):
@@ -175,6 +195,8 @@ def output_buffer(layout, copy, feature_names=None):
     """
     if copy or not (layout.own or layout.c.data.flags.writeable):
         return None
+    if not (layout.own or canonical(layout).X is layout.X):
+        return None  # the user's X in place only when canonical
     core_sparse.check_no_inf(layout.c, feature_names)
     return layout
 
@@ -206,7 +228,8 @@ def normalize(layout, shift, scale, offset, out=None, feature_names=None):
     -------
     scipy.sparse matrix or array
         Of ``X``'s format, class and float dtype: ``X`` itself when written
-        in place or a private copy, else a new one.
+        in place or a private copy, else a new one.  Duplicate entries are
+        scaled one by one (their sum is scaled) and kept.
     """
     _check_keeps_zeros(shift, offset)
     c = layout.c

@@ -42,7 +42,7 @@ class Compressed(NamedTuple):
     shape: tuple
 
 
-def check_structure(by_rows, data, indices, indptr, shape):
+def check_structure(by_rows, data, indices, indptr, shape, order=True):
     """Check the arrays of a CSR or CSC matrix; return them trimmed.
 
     Parameters
@@ -51,13 +51,17 @@ def check_structure(by_rows, data, indices, indptr, shape):
         CSR (True) or CSC.
     data, indices, indptr : ndarray
     shape : tuple of int
+    order : bool, default=True
+        Also check the order of the indices (a pass that only the
+        statistics need: duplicates must be summed first).
 
     Returns
     -------
     compressed : Compressed
         ``data`` and ``indices`` cut to the stored entries.
-    canonical : bool
-        Whether the indices of each slice are sorted and unique.
+    canonical : bool or None
+        Whether the indices of each slice are sorted and unique; None
+        without ``order``.
 
     Raises
     ------
@@ -88,7 +92,8 @@ def check_structure(by_rows, data, indices, indptr, shape):
         )
     indices = indices[:nnz]
     kernel = plan.pick(cpu.check_structure, cpu.check_structure_serial, nnz)
-    code = kernel(indptr, indices, n_minor, plan.n_tasks(nnz + n_major, n_major))
+    n_tasks = plan.n_tasks(nnz + n_major, n_major)
+    code = kernel(indptr, indices, n_minor, n_tasks, bool(order))
     if code == cpu.BAD_INDPTR:
         raise ValueError(f"X is a malformed {what} matrix: indptr must not decrease.")
     if code == cpu.BAD_INDEX:
@@ -96,10 +101,8 @@ def check_structure(by_rows, data, indices, indptr, shape):
             f"X is a malformed {what} matrix: an index in indices is outside "
             f"[0, {n_minor})."
         )
-    return (
-        Compressed(by_rows, data[:nnz], indices, indptr, tuple(shape)),
-        code == cpu.CANONICAL,
-    )
+    canonical = None if code == cpu.UNCHECKED else code == cpu.CANONICAL
+    return Compressed(by_rows, data[:nnz], indices, indptr, tuple(shape)), canonical
 
 
 def inf_features(c):

@@ -32,6 +32,7 @@ from .common import IEEE, JIT, serial_twin, task_range, task_tables
 from .formulas import corrected_m2, ratio
 
 #: :func:`check_structure`'s answers.
+UNCHECKED = -1  # valid; the order was not checked
 CANONICAL = 0  # sorted indices without duplicates
 NOT_CANONICAL = 1  # valid, but unsorted or with duplicates
 BAD_INDPTR = 2  # indptr decreases
@@ -39,7 +40,7 @@ BAD_INDEX = 3  # an index outside [0, n_minor)
 
 
 @njit(parallel=True, **JIT)
-def check_structure(indptr, indices, n_minor, n_tasks):
+def check_structure(indptr, indices, n_minor, n_tasks, order):
     """Whether ``indptr`` and ``indices`` describe a matrix with ``n_minor``
     minor entries per major slice, and whether they are canonical.
 
@@ -48,8 +49,9 @@ def check_structure(indptr, indices, n_minor, n_tasks):
     and stay within ``[0, indices.size]``; every index must be in
     ``[0, n_minor)``; the indices are canonical (sorted and unique within
     each slice) when every place where an index does not grow is the start
-    of a slice.  Returns the worst of :data:`CANONICAL`,
-    :data:`NOT_CANONICAL`, :data:`BAD_INDPTR`, :data:`BAD_INDEX`.
+    of a slice (checked only with ``order``, else :data:`UNCHECKED`).
+    Returns the worst of :data:`CANONICAL`, :data:`NOT_CANONICAL`,
+    :data:`BAD_INDPTR`, :data:`BAD_INDEX`.
     """
     n_major = indptr.size - 1
     nnz = indices.size
@@ -68,14 +70,17 @@ def check_structure(indptr, indices, n_minor, n_tasks):
             k += (indices[p] < 0) | (indices[p] >= n_minor)
         bad_index[t] = k
         down = 0
-        for p in range(_at(max(p0, 1)), _at(p1)):
-            down += indices[p] <= indices[p - 1]
+        if order:
+            for p in range(_at(max(p0, 1)), _at(p1)):
+                down += indices[p] <= indices[p - 1]
         descents[t] = down
     # Not decreasing from 0 to nnz: every slice lies within [0, nnz].
     if bad_ptr.sum() or indptr[0] != 0 or indptr[n_major] != nnz:
         return BAD_INDPTR
     if bad_index.sum():
         return BAD_INDEX
+    if not order:
+        return UNCHECKED
     if nnz == 0:
         return CANONICAL
     starts = np.zeros(n_tasks, np.int64)
