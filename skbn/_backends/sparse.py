@@ -122,8 +122,8 @@ def validate(X, spec, *, reset):
     if not own and not all(a.flags.c_contiguous and a.dtype.isnative for a in arrays):
         X = X.copy()  # the kernels read contiguous arrays in native order
         own = True
-    c, _ = core_sparse.check_structure(
-        X.format == "csr", X.data, X.indices, X.indptr, X.shape, order=False
+    c = core_sparse.check_structure(
+        X.format == "csr", X.data, X.indices, X.indptr, X.shape
     )
     return SparseLayout(X, c, own), n_features
 
@@ -141,14 +141,12 @@ def canonical(layout):
     """
     if layout.canonical:
         return layout
-    c = layout.c
-    _, ok = core_sparse.check_structure(c.by_rows, c.data, c.indices, c.indptr, c.shape)
-    if ok:
+    if core_sparse.is_canonical(layout.c):
         return layout._replace(canonical=True)
     X = layout.X if layout.own else layout.X.copy()
     X.sum_duplicates()
-    c, _ = core_sparse.check_structure(
-        c.by_rows, X.data, X.indices, X.indptr, X.shape, order=False
+    c = core_sparse.check_structure(
+        layout.c.by_rows, X.data, X.indices, X.indptr, X.shape
     )
     return SparseLayout(X, c, True, True)
 

@@ -42,7 +42,7 @@ class Compressed(NamedTuple):
     shape: tuple
 
 
-def check_structure(by_rows, data, indices, indptr, shape, order=True):
+def check_structure(by_rows, data, indices, indptr, shape):
     """Check the arrays of a CSR or CSC matrix; return them trimmed.
 
     Parameters
@@ -51,17 +51,11 @@ def check_structure(by_rows, data, indices, indptr, shape, order=True):
         CSR (True) or CSC.
     data, indices, indptr : ndarray
     shape : tuple of int
-    order : bool, default=True
-        Also check the order of the indices (a pass that only the
-        statistics need: duplicates must be summed first).
 
     Returns
     -------
-    compressed : Compressed
+    Compressed
         ``data`` and ``indices`` cut to the stored entries.
-    canonical : bool or None
-        Whether the indices of each slice are sorted and unique; None
-        without ``order``.
 
     Raises
     ------
@@ -92,8 +86,7 @@ def check_structure(by_rows, data, indices, indptr, shape, order=True):
         )
     indices = indices[:nnz]
     kernel = plan.pick(cpu.check_structure, cpu.check_structure_serial, nnz)
-    n_tasks = plan.n_tasks(nnz + n_major, n_major)
-    code = kernel(indptr, indices, n_minor, n_tasks, bool(order))
+    code = kernel(indptr, indices, n_minor, plan.n_tasks(nnz + n_major, n_major))
     if code == cpu.BAD_INDPTR:
         raise ValueError(f"X is a malformed {what} matrix: indptr must not decrease.")
     if code == cpu.BAD_INDEX:
@@ -101,8 +94,25 @@ def check_structure(by_rows, data, indices, indptr, shape, order=True):
             f"X is a malformed {what} matrix: an index in indices is outside "
             f"[0, {n_minor})."
         )
-    canonical = None if code == cpu.UNCHECKED else code == cpu.CANONICAL
-    return Compressed(by_rows, data[:nnz], indices, indptr, tuple(shape)), canonical
+    return Compressed(by_rows, data[:nnz], indices, indptr, tuple(shape))
+
+
+def is_canonical(c):
+    """Whether the indices of each slice of ``c`` are sorted and unique (a
+    pass that only the statistics need: duplicates must be summed first).
+
+    Parameters
+    ----------
+    c : Compressed
+
+    Returns
+    -------
+    bool
+    """
+    n_major = c.indptr.size - 1
+    size = c.data.size + n_major
+    kernel = plan.pick(cpu.is_canonical, cpu.is_canonical_serial, size)
+    return bool(kernel(c.indptr, c.indices, plan.n_tasks(size, n_major)))
 
 
 def inf_features(c):

@@ -32,32 +32,25 @@ from .common import IEEE, JIT, serial_twin, task_range, task_tables
 from .formulas import corrected_m2, ratio
 
 #: :func:`check_structure`'s answers.
-UNCHECKED = -1  # valid; the order was not checked
-CANONICAL = 0  # sorted indices without duplicates
-NOT_CANONICAL = 1  # valid, but unsorted or with duplicates
-BAD_INDPTR = 2  # indptr decreases
-BAD_INDEX = 3  # an index outside [0, n_minor)
+VALID = 0
+BAD_INDPTR = 1  # indptr decreases, or does not run from 0 to nnz
+BAD_INDEX = 2  # an index outside [0, n_minor)
 
 
 @njit(parallel=True, **JIT)
-def check_structure(indptr, indices, n_minor, n_tasks, order):
+def check_structure(indptr, indices, n_minor, n_tasks):
     """Whether ``indptr`` and ``indices`` describe a matrix with ``n_minor``
-    minor entries per major slice, and whether they are canonical.
+    minor entries per major slice: :data:`VALID`, :data:`BAD_INDPTR` or
+    :data:`BAD_INDEX`.
 
     ``indices`` holds the ``indptr[-1]`` stored entries.  Flat loops
     without early exits, which vectorize: ``indptr`` must not decrease
-    and stay within ``[0, indices.size]``; every index must be in
-    ``[0, n_minor)``; the indices are canonical (sorted and unique within
-    each slice) when every place where an index does not grow is the start
-    of a slice (checked only with ``order``, else :data:`UNCHECKED`).
-    Returns the worst of :data:`CANONICAL`, :data:`NOT_CANONICAL`,
-    :data:`BAD_INDPTR`, :data:`BAD_INDEX`.
+    from 0 to ``indices.size``; every index must be in ``[0, n_minor)``.
     """
     n_major = indptr.size - 1
     nnz = indices.size
     bad_ptr = np.zeros(n_tasks, np.int64)
     bad_index = np.zeros(n_tasks, np.int64)
-    descents = np.zeros(n_tasks, np.int64)
     for t in prange(n_tasks):
         m0, m1 = task_range(t, n_tasks, n_major)
         k = 0
@@ -69,22 +62,34 @@ def check_structure(indptr, indices, n_minor, n_tasks, order):
         for p in range(_at(p0), _at(p1)):
             k += (indices[p] < 0) | (indices[p] >= n_minor)
         bad_index[t] = k
-        down = 0
-        if order:
-            for p in range(_at(max(p0, 1)), _at(p1)):
-                down += indices[p] <= indices[p - 1]
-        descents[t] = down
     # Not decreasing from 0 to nnz: every slice lies within [0, nnz].
     if bad_ptr.sum() or indptr[0] != 0 or indptr[n_major] != nnz:
         return BAD_INDPTR
     if bad_index.sum():
         return BAD_INDEX
-    if not order:
-        return UNCHECKED
+    return VALID
+
+
+@njit(parallel=True, **JIT)
+def is_canonical(indptr, indices, n_tasks):
+    """Whether the indices of each slice are sorted and unique, for arrays
+    that :func:`check_structure` accepted.
+
+    They are when every place where an index does not grow is the start of
+    a slice: two counts, compared (flat loops, which vectorize).
+    """
+    n_major = indptr.size - 1
+    nnz = indices.size
     if nnz == 0:
-        return CANONICAL
+        return True
+    descents = np.zeros(n_tasks, np.int64)
     starts = np.zeros(n_tasks, np.int64)
     for t in prange(n_tasks):
+        p0, p1 = task_range(t, n_tasks, nnz)
+        down = 0
+        for p in range(_at(max(p0, 1)), _at(p1)):
+            down += indices[p] <= indices[p - 1]
+        descents[t] = down
         m0, m1 = task_range(t, n_tasks, n_major)
         down = 0
         for m in range(_at(m0), _at(m1)):
@@ -97,7 +102,7 @@ def check_structure(indptr, indices, n_minor, n_tasks, order):
                 indices[_at(min(p, nnz - 1))] <= indices[_at(max(p - 1, 0))]
             )
         starts[t] = down
-    return CANONICAL if descents.sum() == starts.sum() else NOT_CANONICAL
+    return descents.sum() == starts.sum()
 
 
 @njit(inline="always", **JIT)
@@ -391,6 +396,7 @@ def count_inf(data, n_tasks):
 
 
 check_structure_serial = serial_twin(check_structure, "check_structure_serial")
+is_canonical_serial = serial_twin(is_canonical, "is_canonical_serial")
 csc_moments_serial = serial_twin(csc_moments, "csc_moments_serial")
 csr_sums_serial = serial_twin(csr_sums, "csr_sums_serial")
 csr_deviations_serial = serial_twin(csr_deviations, "csr_deviations_serial")
