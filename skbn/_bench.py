@@ -254,6 +254,62 @@ def cases(
     return c
 
 
+def sparse_data(shape, density, fmt="csr", dtype=np.float64, seed=0):
+    """Random scipy.sparse data of ``shape`` and ``density``, values ``3 +
+    N(0, 1)``, as a ``csr_matrix`` or ``csc_matrix`` (``fmt``)."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    X = sp.random(*shape, density=density, format=fmt, random_state=rng)
+    X.data = 3.0 + rng.standard_normal(X.nnz)
+    return X.astype(dtype)
+
+
+def sparse_cases(X):
+    """Callables to time on scipy.sparse ``X``: skbn's
+    ``BatchNormalizer(with_mean=False, momentum=None)`` (pooled statistics,
+    StandardScaler's) against ``StandardScaler(with_mean=False)``, each
+    ``fit``, ``transform`` and ``fit_transform``, and ``X.copy()`` (what a
+    transform that copies its input must at least do).
+
+    Returns
+    -------
+    dict of str to callable
+    """
+    from sklearn.preprocessing import StandardScaler
+
+    peers = {
+        "skbn": lambda: BatchNormalizer(with_mean=False, momentum=None),
+        "StandardScaler": lambda: StandardScaler(with_mean=False),
+    }
+    c = {"X.copy()": X.copy}
+    for name, make in peers.items():
+        fitted = make().fit(X)
+        c[f"{name} fit"] = (lambda m: lambda: m().fit(X))(make)
+        c[f"{name} transform"] = (lambda f: lambda: f.transform(X))(fitted)
+        c[f"{name} fit_transform"] = (lambda m: lambda: m().fit_transform(X))(make)
+    return c
+
+
+def spread_table(results, reference="StandardScaler", subject="skbn"):
+    """Results as a text table of medians and spread (min to max), with the
+    time of ``reference`` over that of ``subject`` for each operation."""
+    lines = [f"{'case':30s} {'median ms':>10s} {'min ms':>9s} {'max ms':>9s}"]
+    for r in results.values():
+        lines.append(
+            f"{r.name:30s} {r.median * 1e3:10.2f} {min(r.samples) * 1e3:9.2f} "
+            f"{max(r.samples) * 1e3:9.2f}"
+        )
+    lines.append("")
+    for name in results:
+        op = name.split(" ", 1)[1] if name.startswith(f"{subject} ") else None
+        other = results.get(f"{reference} {op}")
+        if op and other:
+            ratio = other.median / results[name].median
+            lines.append(f"{op:24s} {reference} / {subject}: {ratio:.2f}x")
+    return "\n".join(lines)
+
+
 def run(named_cases, repeats=7, warmup=1):
     """Time each case ``repeats`` times, interleaved; return medians.
 

@@ -51,6 +51,10 @@ MIN_CHANNELS_PER_ROW = 64
 # of the result, is the same for 1, 2 or 64 threads.
 MAX_TASKS = 64
 MIN_TASK_ELEMENTS = 1 << 16
+# scipy.sparse CSR data: the per-task tables of the moments kernel (seven
+# 8-byte values per feature and task) take at most this many bytes; data too
+# wide for two tasks is converted to CSC (one column per iteration) instead.
+SPARSE_TABLE_BYTES = 64 << 20
 # Inputs smaller than this run on the serial twin of each kernel: waking the
 # thread pool costs more than the work (a streaming loop of small batches).
 MIN_PARALLEL_ELEMENTS = 1 << 17

@@ -96,6 +96,20 @@ def from_statistics(cls, params, mean, var, gamma, beta, *, n_batches, ndim):
 class InteropMixin:
     """PyTorch and Keras converters for ``BatchNormalizer``."""
 
+    def _check_standard(self, peer):
+        """PyTorch's and Keras' batch norm always subtract the mean and
+        divide by the standard deviation: refuse to export what does not."""
+        with_mean = getattr(self, "with_mean", True)
+        with_std = getattr(self, "with_std", True)
+        if not (with_mean and with_std):
+            raise ValueError(
+                f"{peer} batch norm subtracts the mean and divides by the "
+                "standard deviation; this estimator has "
+                f"with_mean={with_mean!r}, with_std={with_std!r}, which "
+                f"{peer} cannot express. Export an estimator with the "
+                "defaults (with_mean=True, with_std=True)."
+            )
+
     def to_torch_state_dict(self) -> dict:
         """The fitted state as a ``state_dict`` of ``torch.nn.BatchNorm*d``.
 
@@ -129,6 +143,7 @@ class InteropMixin:
         """
         check_is_fitted(self, "running_mean_")
         check_fitted_vectors(self)
+        self._check_standard("PyTorch")
         torch = _import_torch("to_torch_state_dict")
         state = {}
         if self.scale or self.center:
@@ -282,6 +297,7 @@ class InteropMixin:
         """
         check_is_fitted(self, "running_mean_")
         check_fitted_vectors(self)
+        self._check_standard("Keras")
         gamma, beta = self._effective_affine()
         weights = [gamma.copy()] if self.scale else []
         weights += [beta.copy()] if self.center else []

@@ -28,6 +28,8 @@ BATCH_NORM = {
     "ema": [EMA],
     "eps": [EPS],
     "axis": [Integral, tuple],
+    "with_mean": ["boolean"],
+    "with_std": ["boolean"],
     "center": ["boolean"],
     "scale": ["boolean"],
     "gamma": [Real, "array-like"],

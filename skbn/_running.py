@@ -19,7 +19,7 @@ from . import _monitor, _params
 from ._backends import check_device, for_input
 from ._backends.numpy import WRITE_BY_BATCH, WRITE_BY_RUNNING
 from ._core.moments import ema_update, samples_seen
-from ._core.norm import coefficients, inverse_coefficients
+from ._core.norm import inverse_coefficients, normalize_coefficients
 from ._core.views import check_axis
 from ._validation import check_fitted_vectors, feature_vector
 
@@ -57,6 +57,8 @@ class RunningStatsMixin:
                 self.ema,
                 self.eps,
                 self.axis,
+                self.with_mean,
+                self.with_std,
                 self.center,
                 self.scale,
                 self.copy,
@@ -81,6 +83,30 @@ class RunningStatsMixin:
         gamma = self.gamma_ if self.scale else np.ones(n)
         beta = self.beta_ if self.center else np.zeros(n)
         return gamma, beta
+
+    def _standard(self) -> bool:
+        """Whether the normalize step subtracts the mean and divides by the
+        standard deviation (the defaults), which the fused kernels do."""
+        return bool(self.with_mean and self.with_std)
+
+    def _coefficients(
+        self,
+        mean: np.ndarray,
+        var: np.ndarray,
+        affine: tuple[np.ndarray, np.ndarray],
+        inverse: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``shift, scale, offset`` of the normalize step by ``mean`` and
+        ``var`` (or of its inverse), with ``with_mean`` and ``with_std``."""
+        make = inverse_coefficients if inverse else normalize_coefficients
+        return make(  # type: ignore[no-any-return]
+            mean,
+            var,
+            *affine,
+            float(self.eps),
+            with_mean=self.with_mean,
+            with_std=self.with_std,
+        )
 
     def _backend(self, X: Any) -> Any:
         """The backend that runs this call: the one place where the
@@ -142,6 +168,7 @@ class RunningStatsMixin:
             and not self.track_batch_stats
             and self.renorm is None
             and self.virtual_batch_size is None
+            and self._standard()
         ):
             return False
         d = self.__dict__
@@ -182,9 +209,15 @@ class RunningStatsMixin:
             gamma, beta = self._effective_affine()
         eps = float(self.eps)
         y = None
-        if output == WRITE_BY_BATCH and (
-            self.renorm is not None or self.virtual_batch_size is not None
-        ):
+        ghost = self.renorm is not None or self.virtual_batch_size is not None
+        if output == WRITE_BY_BATCH and ghost and not self._standard():
+            raise ValueError(
+                "renorm and virtual_batch_size normalize by the batch's mean and "
+                "standard deviation; they need with_mean=True and "
+                f"with_std=True (got with_mean={self.with_mean!r}, "
+                f"with_std={self.with_std!r})."
+            )
+        if output == WRITE_BY_BATCH and ghost:
             # Batch Renormalization or ghost batches: the moments of each
             # ghost batch, taken once, normalize it and merge into the batch's.
             vbs = _params.check_virtual_batch_size(
@@ -202,20 +235,29 @@ class RunningStatsMixin:
                 vbs,
                 names,
             )
-        elif output == WRITE_BY_BATCH:
+        elif output == WRITE_BY_BATCH and self._standard():
             batch, y = backend.train_forward(
                 layout, sample_weight, gamma, beta, eps, names
             )
+        elif output == WRITE_BY_BATCH:
+            # The fused kernels subtract the mean and divide by the standard
+            # deviation; without either, the moments and then the normalize
+            # step with the coefficients of with_mean and with_std.
+            batch = backend.moments(layout, sample_weight, names)
+            shift, scale, offset = self._coefficients(
+                batch.mean, batch.var, (gamma, beta)
+            )
+            y = backend.normalize(layout, shift, scale, offset, None, names)
         else:
             batch = backend.moments(layout, sample_weight, names)
         if reset:
             self._start(n_features, layout.axes, len(layout.shape), (gamma, beta))
         self._fold_in(batch, layout.shape, layout.axes)
         if output == WRITE_BY_RUNNING:
-            scale, offset = coefficients(self.running_var_, gamma, beta, eps)
-            y = backend.normalize(
-                layout, self.running_mean_, scale, offset, None, names
+            shift, scale, offset = self._coefficients(
+                self.running_mean_, self.running_var_, (gamma, beta)
             )
+            y = backend.normalize(layout, shift, scale, offset, None, names)
         return y
 
     def _fold_in(self, batch: Any, shape: Any, axes: tuple[int, ...]) -> None:
@@ -315,11 +357,6 @@ class RunningStatsMixin:
             # NaN (kept) or infinity (an error): the general path tells.
         layout, _ = backend.validate(X, self._spec(reset=False), reset=False)
         names = self.__dict__.get("feature_names_in_")
-        if inverse:
-            shift, scale = inverse_coefficients(var, gamma, beta, eps)
-            offset = mean
-        else:
-            shift = mean
-            scale, offset = coefficients(var, gamma, beta, eps)
+        shift, scale, offset = self._coefficients(mean, var, (gamma, beta), inverse)
         out = backend.output_buffer(layout, copy, names)
         return backend.normalize(layout, shift, scale, offset, out, names)

@@ -45,12 +45,16 @@ class Spec(NamedTuple):
     check_names : callable
         ``check_names(X, reset)``: scikit-learn's feature-name check
         (records ``feature_names_in_`` on reset, warns on a mismatch).
+    with_mean : bool
+        Whether the normalize step subtracts a mean, which input that must
+        keep its zeros (scipy.sparse) refuses.
     """
 
     owner: str
     axis: Any
     fitted: tuple | None
     check_names: Callable[[Any, bool], None]
+    with_mean: bool = True
 
 
 class SpecMixin:
@@ -61,7 +65,11 @@ class SpecMixin:
         fitted = None
         if not reset:
             fitted = (self._fit_axis, self._axes, self._ndim, self.n_features_in_)
-        return Spec(type(self).__name__, self.axis, fitted, self._check_names)
+        # The per-sample normalizers always subtract their mean.
+        with_mean = bool(getattr(self, "with_mean", True))
+        return Spec(
+            type(self).__name__, self.axis, fitted, self._check_names, with_mean
+        )
 
     def _check_names(self, X: Any, reset: bool) -> None:
         if type(X) is np.ndarray and (

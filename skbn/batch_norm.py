@@ -79,6 +79,17 @@ class BatchNormalizer(
         images; ``axis=1`` on ``(N, C, H, W)`` is PyTorch's ``BatchNorm2d``.
         Statistics are stored flat, ``(n_features,)``, in C order of the
         feature axes.
+    with_mean : bool, default=True
+        Subtract the mean (``StandardScaler``'s parameter): with
+        ``with_mean=False`` the normalize step is
+        ``gamma * x / sqrt(var + eps) + beta``.  The mean is still computed
+        and kept in ``running_mean_`` (``StandardScaler`` keeps ``mean_ =
+        None`` instead).  Must be False for scipy.sparse input (see Notes).
+    with_std : bool, default=True
+        Divide by ``sqrt(var + eps)`` (``StandardScaler``'s parameter): with
+        ``with_std=False`` the step is ``gamma * (x - mean) + beta``.  The
+        variance is still computed and kept in ``running_var_``
+        (``StandardScaler`` keeps ``var_ = None`` instead).
     center : bool, default=True
         Add ``beta``.  With ``center=False`` (Keras' name) ``beta_`` is zero.
     scale : bool, default=True
@@ -169,6 +180,19 @@ class BatchNormalizer(
     :meth:`to_keras_weights` and :meth:`from_keras_weights` convert to and from
     PyTorch and Keras batch norm.
 
+    scipy.sparse input (CSR or CSC, matrices or arrays; other formats are
+    converted to CSR) is accepted by every method when ``with_mean=False``,
+    as by ``StandardScaler``: subtracting the mean would turn every implicit
+    zero into a stored value.  The statistics count implicit zeros as values
+    of 0 and ignore stored NaN; the output is of the input's sparse format
+    and class, never densified: each stored value is multiplied by its
+    feature's ``gamma_ / sqrt(running_var_ + eps)``, so ``beta_`` must be 0
+    (``center=False`` or ``beta=0``).  ``axis`` must be the column axis
+    (``-1`` or ``1``); ``renorm``, ``virtual_batch_size`` and
+    ``device="cuda"`` take dense input only.  With ``copy=False``,
+    :meth:`transform` scales the stored values of a float CSR/CSC input in
+    canonical format in place.
+
     **dtype and memory layout.** float16, float32 and float64 input give
     output of the same dtype (anything else becomes float64); the statistics
     are accumulated and kept in float64 whatever the input.  float16 is read
@@ -207,6 +231,18 @@ class BatchNormalizer(
     array([5., 5., 5.])
     >>> bn.transform(batch).dtype
     dtype('float32')
+
+    Sparse input stays sparse, scaled per column (``with_mean=False``):
+
+    >>> import scipy.sparse as sp
+    >>> Xs = sp.csr_matrix(np.array([[0.0, 2.0], [0.0, 0.0], [4.0, 2.0]]))
+    >>> Xt = BatchNormalizer(with_mean=False, eps=1e-12).fit_transform(Xs)
+    >>> type(Xt).__name__, Xt.nnz
+    ('csr_matrix', 3)
+    >>> np.round(Xt.toarray(), 3)
+    array([[0.   , 2.121],
+           [0.   , 0.   ],
+           [2.121, 2.121]])
     """
 
     # Fitted attributes (annotations only: they exist once fitted).
@@ -228,6 +264,8 @@ class BatchNormalizer(
         ema: str = "batch",
         eps: float = 1e-5,
         axis: int | tuple[int, ...] = -1,
+        with_mean: bool = True,
+        with_std: bool = True,
         center: bool = True,
         scale: bool = True,
         gamma: float | ArrayLike = 1.0,
@@ -243,6 +281,8 @@ class BatchNormalizer(
         self.ema = ema
         self.eps = eps
         self.axis = axis
+        self.with_mean = with_mean
+        self.with_std = with_std
         self.center = center
         self.scale = scale
         self.gamma = gamma
@@ -479,5 +519,9 @@ class BatchNormalizer(
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
+        # scipy.sparse input is accepted where it stays sparse: without
+        # centering (with the default with_mean=True it raises, saying so),
+        # as StandardScaler's tag says.
+        tags.input_tags.sparse = not self.with_mean
         tags.transformer_tags.preserves_dtype = ["float64", "float32", "float16"]
         return tags

@@ -378,3 +378,25 @@ def exact_moments(X, axis=-1, weights=None):
             sum(wi * (vi - mu) ** 2 for wi, vi in zip(w, v, strict=True)) / total
         )
     return mean, var
+
+
+def sparse_to_dense(data, indices, indptr, shape, by_rows=True):
+    """The dense matrix that CSR (``by_rows``) or CSC arrays mean: every
+    position not stored is 0, duplicate entries add up (a stored NaN makes
+    its position NaN), as scipy defines them.  Plain loops, float64."""
+    dense = np.zeros(shape)
+    for major in range(len(indptr) - 1):
+        for p in range(indptr[major], indptr[major + 1]):
+            i, j = (major, indices[p]) if by_rows else (indices[p], major)
+            dense[i, j] += float(data[p])
+    return dense
+
+
+def sparse_moments(X, weights=None):
+    """Per-column ``(count, mean, var, m2)`` of a scipy CSR/CSC matrix:
+    implicit zeros are values of 0, stored NaN are missing; ``weights`` is
+    one per row (see :func:`moments`)."""
+    by_rows = X.format == "csr"
+    dense = sparse_to_dense(X.data, X.indices, X.indptr, X.shape, by_rows)
+    grid = None if weights is None else sample_weight_grid(weights, dense.shape)
+    return moments(dense, axis=-1, weights=grid)

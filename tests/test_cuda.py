@@ -632,3 +632,32 @@ def test_gpu_compare_script_runs_simulated():
         pytest.skip("the --simulate run is for the simulator")
     rows = gpu_compare.main(["--simulate"])
     assert rows and all(r["ok"] for r in rows)
+
+
+@needs_cuda
+@pytest.mark.parametrize(
+    "with_mean, with_std", [(True, False), (False, True), (False, False)]
+)
+def test_with_mean_and_with_std_match_cpu(rng, with_mean, with_std):
+    X = data(rng, (13, 3)).astype(np.float64)
+    kw = dict(with_mean=with_mean, with_std=with_std, momentum=None)
+    on_cpu = BatchNormalizer(device="cpu", **kw)
+    on_gpu = BatchNormalizer(device="cuda", **kw)
+    want = on_cpu.partial_fit_transform(X)
+    assert_allclose(on_gpu.partial_fit_transform(X), want, rtol=1e-12, atol=1e-12)
+    assert_allclose(on_gpu.transform(X), on_cpu.transform(X), rtol=1e-12, atol=1e-12)
+    y = on_gpu.transform(X)
+    assert_allclose(on_gpu.inverse_transform(y), X, rtol=1e-12, atol=1e-12)
+    assert_allclose(
+        on_gpu.fit_transform(X), on_cpu.fit_transform(X), rtol=1e-12, atol=1e-12
+    )
+    shifted = X if with_mean is False else X - on_cpu.running_mean_
+    scale = 1.0 / np.sqrt(on_cpu.running_var_ + 1e-5) if with_std else 1.0
+    assert_allclose(on_gpu.transform(X), shifted * scale, rtol=1e-12, atol=1e-12)
+
+
+def test_sparse_input_refuses_device_cuda():
+    sp = pytest.importorskip("scipy.sparse")
+    X = sp.random(10, 3, density=0.5, format="csr", random_state=0)
+    with pytest.raises(ValueError, match="device='cuda'"):
+        BatchNormalizer(with_mean=False, device="cuda").fit(X)

@@ -10,6 +10,8 @@ from skbn import BatchNormalizer
         BatchNormalizer(),
         BatchNormalizer(momentum=None),
         BatchNormalizer(track_batch_stats=True, max_batch_stats=3),
+        # Tagged as taking sparse input: scikit-learn's sparse checks run.
+        BatchNormalizer(with_mean=False, momentum=None),
     ]
 )
 def test_sklearn_compatible_estimator(estimator, check):

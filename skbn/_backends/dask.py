@@ -37,6 +37,7 @@ from .._validation import (
     validate_metadata,
     validate_sample_weight,
 )
+from .sparse import is_sparse
 
 NAME = "dask"
 MOMENTS_DTYPE = np.dtype([("count", "f8"), ("mean", "f8"), ("m2", "f8")])
@@ -214,6 +215,12 @@ def validate(X, spec, *, reset):
         chunk.
     n_features : int
     """
+    if is_sparse(getattr(X, "_meta", None)):
+        raise TypeError(
+            "A dask array of scipy.sparse blocks is not supported; pass the "
+            "sparse matrix itself, or dense blocks (X.map_blocks(lambda b: "
+            "b.toarray()))."
+        )
     if any(np.isnan(s) for s in X.shape):
         raise ValueError(
             f"X has unknown chunk sizes (shape {X.shape}); call "

@@ -140,7 +140,19 @@ def raise_inf(x3, feature_names=None):
     """
     # After an in-place transform the infinite inputs may already be
     # overwritten; the message then names no feature.
-    bad = inf_features(x3)
+    raise_inf_features(inf_features(x3), feature_names)
+
+
+def raise_inf_features(bad, feature_names=None):
+    """Raise the ``ValueError`` for infinite values in the features ``bad``
+    (the one message of every path, dense or sparse).
+
+    Parameters
+    ----------
+    bad : ndarray of int
+        Indices of the features that hold an infinity, sorted.
+    feature_names : sequence of str, optional
+    """
     if bad.size == 0:
         raise ValueError("Input X contains infinity.")
     shown = [
@@ -185,20 +197,45 @@ def moments(layout, sample_weight=None, feature_names=None):
         w2 = layout.weights(scaled)
     res = _masked_moments(x3, w2)
     if cpu.all_finite(res[1], res[2]):
-        if unit == 1.0:
-            return Moments(*res)
-        with np.errstate(over="ignore"):  # tested just below
-            count, mean, m2 = res[0] * unit, res[1], res[2] * unit
-        if cpu.all_finite(count, m2):
-            return Moments(count, mean, m2)
-        raise ValueError(
-            "sample_weight is too large: the weighted sum of squared deviations "
-            f"of feature {_first_bad(count, m2)} overflows float64 (largest "
-            f"weight {np.max(sample_weight):.3g}); rescale sample_weight."
-        )
+        return in_units(res, unit, sample_weight)
     if inf_features(x3).size:
         raise_inf(x3, feature_names)
-    _raise_overflow(res[1], res[2])
+    raise_overflow(res[1], res[2])
+
+
+def in_units(res, unit, sample_weight):
+    """:class:`Moments` of a kernel's finite ``(count, mean, m2)`` counted
+    in units of ``unit`` (see :func:`unit_weights`).
+
+    Parameters
+    ----------
+    res : tuple of ndarray
+        The kernel's count, mean and M2, all finite.
+    unit : float
+        What :func:`unit_weights` returned.
+    sample_weight : ndarray or None
+        The weights before scaling, for the message.
+
+    Returns
+    -------
+    Moments
+
+    Raises
+    ------
+    ValueError
+        When the count or M2 in real units overflows float64.
+    """
+    if unit == 1.0:
+        return Moments(*res)
+    with np.errstate(over="ignore"):  # tested just below
+        count, mean, m2 = res[0] * unit, res[1], res[2] * unit
+    if cpu.all_finite(count, m2):
+        return Moments(count, mean, m2)
+    raise ValueError(
+        "sample_weight is too large: the weighted sum of squared deviations "
+        f"of feature {_first_bad(count, m2)} overflows float64 (largest "
+        f"weight {np.max(sample_weight):.3g}); rescale sample_weight."
+    )
 
 
 def reject_missing(count, expected, name="x"):
@@ -227,8 +264,14 @@ def _first_bad(a, b):
     return ", ".join(map(str, bad[:5]))
 
 
-def _raise_overflow(mean, var):
-    """The error of moments whose variance (or sum of squares) overflows."""
+def raise_overflow(mean, var):
+    """Raise the error of moments whose variance (or sum of squares)
+    overflows, naming the first such features.
+
+    Parameters
+    ----------
+    mean, var : ndarray of shape (n_features,)
+    """
     raise ValueError(
         f"The variance of feature {_first_bad(mean, var)} overflows "
         "float64; rescale X (its values are too large to square)."
@@ -350,7 +393,7 @@ def ema_update(running_mean, running_var, seen, batch, momentum, ema=EMA_BATCH):
     if not cpu.all_finite(mean, var):
         # The same error as the moments of one fit on the pooled data; the
         # inputs were not modified, so the caller's state is unchanged.
-        _raise_overflow(mean, var)
+        raise_overflow(mean, var)
     return mean, var, new_seen
 
 

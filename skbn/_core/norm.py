@@ -62,29 +62,65 @@ def coefficients(var, gamma, beta, eps, use_gamma=True, use_beta=True):
     return cpu.coefficients(var, gamma, beta, float(eps), use_gamma, use_beta)
 
 
-def inverse_coefficients(var, gamma, beta, eps, use_gamma=True, use_beta=True):
-    """The scale and offset that undo :func:`coefficients`' affine step.
+def normalize_coefficients(
+    mean, var, gamma, beta, eps, *, with_mean=True, with_std=True
+):
+    """``shift``, ``scale`` and ``offset`` of the normalize step
+    ``y = (x - shift) * scale + offset``: the one place where
+    ``with_mean`` and ``with_std`` enter, for every backend.
 
-    ``(y - offset) / scale + mean`` is ``affine`` with shift ``offset``,
-    scale ``1 / scale`` and offset ``mean``.
+    ``with_mean=False`` makes the shift 0 (the mean is not subtracted);
+    ``with_std=False`` makes the scale ``gamma`` (no division by
+    ``sqrt(var + eps)``), as ``StandardScaler``'s parameters of these names.
+
+    Parameters
+    ----------
+    mean, var : ndarray of shape (n_features,), float64
+        The statistics that normalize (a batch's or the running ones).
+    gamma, beta : ndarray of shape (n_features,), float64
+        The scale and shift as applied (see :func:`coefficients`).
+    eps : float
+    with_mean, with_std : bool, default=True
 
     Returns
     -------
-    shift, scale : ndarray of shape (n_features,)
+    shift, scale, offset : ndarray of shape (n_features,)
+    """
+    if not with_std:
+        # gamma / sqrt(0 + 1) is gamma exactly: the same formula, without
+        # the division by the standard deviation.
+        var, eps = np.zeros_like(var), 1.0
+    scale, offset = coefficients(var, gamma, beta, eps)
+    shift = mean if with_mean else np.zeros_like(mean)
+    return shift, scale, offset
+
+
+def inverse_coefficients(mean, var, gamma, beta, eps, *, with_mean=True, with_std=True):
+    """The ``shift``, ``scale`` and ``offset`` that undo
+    :func:`normalize_coefficients`' step.
+
+    ``(y - offset) / scale + shift`` is the normalize step with shift
+    ``offset``, scale ``1 / scale`` and offset ``shift``.
+
+    Returns
+    -------
+    shift, scale, offset : ndarray of shape (n_features,)
 
     Raises
     ------
     ValueError
         Where the scale is 0 (``gamma`` is 0): the step cannot be undone.
     """
-    scale, offset = coefficients(var, gamma, beta, eps, use_gamma, use_beta)
+    shift, scale, offset = normalize_coefficients(
+        mean, var, gamma, beta, eps, with_mean=with_mean, with_std=with_std
+    )
     if not np.all(scale != 0):
         zero = np.flatnonzero(scale == 0)
         raise ValueError(
             f"inverse_transform is undefined where gamma_ is 0 (feature "
             f"{', '.join(map(str, zero[:5]))})."
         )
-    return offset, 1.0 / scale
+    return offset, 1.0 / scale, shift
 
 
 def affine(layout, shift, scale, offset, out=None, feature_names=None):

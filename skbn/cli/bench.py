@@ -28,7 +28,24 @@ def _add_arguments(bench: argparse.ArgumentParser) -> None:
     )
     bench.add_argument("--axis", type=int, default=-1, help="feature axis (-1)")
     bench.add_argument(
-        "--dtype", choices=("float32", "float64"), default="float32", help="(float32)"
+        "--dtype",
+        choices=("float32", "float64"),
+        default=None,
+        help="(float32; float64 with --sparse)",
+    )
+    bench.add_argument(
+        "--sparse",
+        type=_density,
+        default=None,
+        metavar="DENSITY",
+        help="scipy.sparse data of this density in (0, 1]: skbn "
+        "(with_mean=False, momentum=None) against StandardScaler(with_mean="
+        "False), fit, transform and fit_transform (default shape 1000000x1000)",
+    )
+    bench.add_argument(
+        "--format",
+        default="csr,csc",
+        help="with --sparse: comma-separated sparse formats, from csr, csc (csr,csc)",
     )
     bench.add_argument(
         "--operations",
@@ -54,7 +71,10 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     if not operations:
         return _usage(f"--operations names no operation, got {args.operations!r}")
+    if args.sparse is not None:
+        return _run_sparse(args)
     shapes = args.shape or [(1_000_000, 64)]
+    args.dtype = args.dtype or "float32"
     # Every shape is checked against --axis before any data is made, so a bad
     # pair is one line at once, not a traceback after minutes of benchmarks.
     for dims in shapes:
@@ -90,6 +110,51 @@ def _run(args: argparse.Namespace) -> int:
         )
         for name, err in _bench.accuracy().items():
             print(f"  {name:22s} {err:.2e}")
+    return 0
+
+
+def _density(text: str) -> float:
+    """``--sparse``: a density in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text!r}")
+    return value
+
+
+def _run_sparse(args: argparse.Namespace) -> int:
+    """``skbn bench --sparse DENSITY``: skbn against StandardScaler on
+    scipy.sparse data, each format in turn."""
+    import numba
+
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    if not formats or set(formats) - {"csr", "csc"}:
+        return _usage(f"--format must name csr and/or csc, got {args.format!r}")
+    shapes = args.shape or [(1_000_000, 1000)]
+    for dims in shapes:
+        if len(dims) != 2 or dims[0] < 2:
+            text = "x".join(map(str, dims))
+            return _usage(
+                f"--sparse needs a 2-D --shape with 2 rows or more, got {text}"
+            )
+    if args.threads:
+        limit = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined, unused-ignore]
+        numba.set_num_threads(min(args.threads, limit))
+    threads = numba.get_num_threads()
+    dtype = args.dtype or "float64"
+    for dims in shapes:
+        for fmt in formats:
+            X = _bench.sparse_data(dims, args.sparse, fmt, np.dtype(dtype))
+            results = _bench.run(_bench.sparse_cases(X), repeats=args.repeats)
+            print(
+                f"\n{' x '.join(map(str, dims))} {fmt} {dtype}, density "
+                f"{args.sparse:g} ({X.nnz} stored values), {threads} threads "
+                f"(skbn; StandardScaler runs on one), median of {args.repeats} "
+                "interleaved runs"
+            )
+            print(_bench.spread_table(results))
     return 0
 
 

@@ -33,7 +33,9 @@ Modules:
 * :mod:`.moments`: the moment kernels of every layout, dense and masked;
 * :mod:`.affine`: the normalize step;
 * :mod:`.small`: one compiled call per small batch;
-* :mod:`.backward`: the backward passes and the per-sample normalize step.
+* :mod:`.backward`: the backward passes and the per-sample normalize step;
+* :mod:`.sparse`: scipy.sparse CSR and CSC data: structure check, moments,
+  the normalize step that keeps zeros.
 
 The public names of all of them are exported here.
 """
@@ -116,8 +118,52 @@ from .small import (
     small_apply,
     small_train,
 )
+from .sparse import (
+    BAD_INDEX,
+    BAD_INDPTR,
+    VALID,
+    check_structure,
+    check_structure_serial,
+    count_inf,
+    count_inf_serial,
+    csc_moments,
+    csc_moments_serial,
+    csr_deviations,
+    csr_deviations_serial,
+    csr_sums,
+    csr_sums_serial,
+    finish_tables,
+    is_canonical,
+    is_canonical_serial,
+    scale_by_index,
+    scale_by_index_serial,
+    scale_by_slice,
+    scale_by_slice_serial,
+    sum_tables,
+)
 
 __all__ = [
+    "BAD_INDEX",
+    "BAD_INDPTR",
+    "VALID",
+    "is_canonical",
+    "is_canonical_serial",
+    "check_structure",
+    "check_structure_serial",
+    "count_inf",
+    "count_inf_serial",
+    "csc_moments",
+    "csc_moments_serial",
+    "csr_deviations",
+    "csr_deviations_serial",
+    "csr_sums",
+    "csr_sums_serial",
+    "finish_tables",
+    "sum_tables",
+    "scale_by_index",
+    "scale_by_index_serial",
+    "scale_by_slice",
+    "scale_by_slice_serial",
     "IEEE",
     "JIT",
     "LANES",
