@@ -27,7 +27,7 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from ._core.views import normalize_axis
-from ._validation import check_fitted_vectors
+from ._fitted import check_fitted_vectors
 
 # Data dimensions each torch module expects (its default when ambiguous).
 _TORCH_NDIM = {"BatchNorm1d": 2, "BatchNorm2d": 4, "BatchNorm3d": 5}

@@ -14,8 +14,8 @@ from numbers import Integral, Real
 import numpy as np
 
 from ._core.moments import EMA_MODES
+from ._fitted import feature_vector
 from ._sklearn_compat import Interval, StrOptions
-from ._validation import feature_vector
 
 EPS = Interval(Real, 0, math.inf, closed="neither")
 MOMENTUM = Interval(Real, 0, 1, closed="both")

@@ -21,7 +21,7 @@ from ._backends.numpy import WRITE_BY_BATCH, WRITE_BY_RUNNING
 from ._core.moments import ema_update, samples_seen
 from ._core.norm import inverse_coefficients, normalize_coefficients
 from ._core.views import check_axis
-from ._validation import check_fitted_vectors, feature_vector
+from ._fitted import check_fitted_vectors, feature_vector
 
 
 def _typed(value: Any) -> Any:

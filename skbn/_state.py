@@ -21,7 +21,7 @@ import numpy as np
 
 from . import _monitor, _npy
 from ._core.views import normalize_axis
-from ._validation import check_vector_state
+from ._fitted import check_vector_state
 
 FORMAT = "skbn-state"
 FORMAT_VERSION = 1

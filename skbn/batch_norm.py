@@ -9,11 +9,12 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from . import _monitor, _params
 from ._atomic import AtomicMixin
 from ._backends.numpy import WRITE_BY_BATCH, WRITE_BY_RUNNING, WRITE_NOTHING
+from ._fitted import FITTED_VECTORS
 from ._interop import InteropMixin
 from ._running import RunningStatsMixin
 from ._sklearn_compat import wrap_data_with_container
 from ._state import StateMixin
-from ._validation import FITTED_VECTORS, SpecMixin
+from ._validation import SpecMixin
 
 
 class BatchNormalizer(
