@@ -19,9 +19,9 @@ import numba
 import numpy as np
 
 try:  # imported by asv as part of the benchmarks package
-    from .bench_training import N_GROUPS, skbn_callables, torch_callables
+    from .bench_peers import N_GROUPS, skbn_training, torch_training
 except ImportError:  # run as a script
-    from bench_training import N_GROUPS, skbn_callables, torch_callables
+    from bench_peers import N_GROUPS, skbn_training, torch_training
 
 from skbn._bench import run
 
@@ -48,7 +48,7 @@ def main():
     cases = {"np.copyto (preallocated)": lambda: np.copyto(out, x)}
     norms = a.norms.split(",")
     for norm in norms:
-        for impl, make in (("skbn", skbn_callables), ("torch", torch_callables)):
+        for impl, make in (("skbn", skbn_training), ("torch", torch_training)):
             try:
                 fwd, bwd, both = make(
                     norm,

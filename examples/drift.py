@@ -49,8 +49,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="a shorter stream")
     parser.add_argument(
         "--out",
-        default=".",
-        help="folder for drift.png and drift_batch_stats.png (made if missing)",
+        default="skbn-output",
+        help="folder for the two PNGs, made if missing (default: %(default)s)",
     )
     args = parser.parse_args()
     pathlib.Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -56,8 +56,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="a shorter stream")
     parser.add_argument(
         "--out",
-        default=".",
-        help="folder for small_batch_variance.png (made if missing)",
+        default="skbn-output",
+        help="folder for the PNG, made if missing (default: %(default)s)",
     )
     args = parser.parse_args()
     out_dir = pathlib.Path(args.out)

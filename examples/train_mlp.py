@@ -9,13 +9,16 @@ training speed:
 * batch norm reaches a target accuracy in fewer steps;
 * batch norm trains at higher learning rates.
 
-For each learning rate and each network it prints the SGD steps to the
-target validation accuracy (median over seeds; ``-`` when not reached), the
-final validation accuracy, and the highest learning rate at which every seed
-still trains.  The curves go to ``train_mlp.png``.
+Each network trains from a few random initializations.  For each learning
+rate and each network it prints the SGD steps to the target validation
+accuracy of 95 % (median over the initializations; ``-`` when none reaches
+it, ``diverged`` when every one diverged), the final validation accuracy,
+and the highest learning rate at which every initialization ends at the
+target or above.  The curves go to ``train_mlp.png``.
 
 Run it with ``python examples/train_mlp.py`` (about 40 s on two cores;
-``--quick`` for a smoke test).  ``small_batches.py`` reuses :class:`MLP`.
+``--quick`` for a smoke test; ``--out DIR`` for the plot's folder, by default
+``skbn-output/``).  ``small_batches.py`` reuses :class:`MLP`.
 """
 
 import argparse
@@ -37,11 +40,14 @@ from skbn.functional import (
 )
 
 
-def load_data(seed=0):
-    """Digits, standardized with the training split's statistics."""
+def load_data(split=0):
+    """Digits, standardized with the training split's statistics.
+
+    ``split`` picks one of scikit-learn's reproducible random splits.
+    """
     X, y = load_digits(return_X_y=True)
     X_tr, X_va, y_tr, y_va = train_test_split(
-        X, y, test_size=0.25, stratify=y, random_state=seed
+        X, y, test_size=0.25, stratify=y, random_state=split
     )
     scaler = StandardScaler().fit(X_tr)
     return scaler.transform(X_tr), scaler.transform(X_va), y_tr, y_va
@@ -166,11 +172,13 @@ def cross_entropy_grad(logits, y):
 
 
 def train(model, data, *, lr, epochs, batch_size, rng, eval_every=5, schedule=None):
-    """SGD over shuffled mini-batches; returns (steps, validation accuracies).
+    """SGD over shuffled mini-batches.
 
-    A run that diverges (a non-finite loss, or an infinite or NaN activation
-    that skbn refuses with a ValueError) stops with accuracy 0 from there on.
-    ``schedule(step, total)`` may adjust the model before each step.
+    Returns ``(steps, validation accuracies, diverged)``.  A run that
+    diverges (a non-finite loss, or an infinite or NaN activation that skbn
+    refuses with a ValueError) stops there, its last accuracy 0 and
+    ``diverged`` True.  ``schedule(step, total)`` may adjust the model before
+    each step.
     """
     X_tr, X_va, y_tr, y_va = data
     n = len(X_tr)
@@ -193,15 +201,18 @@ def train(model, data, *, lr, epochs, batch_size, rng, eval_every=5, schedule=No
                 except (ValueError, FloatingPointError):
                     steps.append(step + 1)
                     accs.append(0.0)
-                    return np.array(steps), np.array(accs)
+                    return np.array(steps), np.array(accs), True
                 step += 1
                 if step % eval_every == 0:
                     steps.append(step)
                     try:
                         accs.append(model.accuracy(X_va, y_va))
                     except ValueError:
+                        # skbn refuses the non-finite activations of a model
+                        # gone wrong at inference: counted as diverged.
                         accs.append(0.0)
-    return np.array(steps), np.array(accs)
+                        return np.array(steps), np.array(accs), True
+    return np.array(steps), np.array(accs), False
 
 
 def steps_to(steps, accs, target):
@@ -213,16 +224,21 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few seconds' run")
     parser.add_argument(
-        "--out", default=".", help="folder for train_mlp.png (made if missing)"
+        "--out",
+        default="skbn-output",
+        help="folder for train_mlp.png, made if missing (default: %(default)s)",
     )
     args = parser.parse_args()
     pathlib.Path(args.out).mkdir(parents=True, exist_ok=True)
 
+    # inits: the random generator's starting points, one per initialization
     if args.quick:
-        lrs, seeds, epochs = [0.1, 1.0], [0], 2
+        lrs, inits, epochs = [0.1, 1.0], [0], 2
     else:
-        lrs, seeds, epochs = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0], [0, 1, 2], 12
-    target, trains_at = 0.95, 0.90
+        lrs, inits, epochs = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0], [0, 1, 2], 12
+    # One target for both claims: steps to reach it, and the learning rates
+    # at which training still ends at it.
+    target = 0.95
     sizes = [64, 128, 128, 128, 10]
     data = load_data()
     networks = {"plain": None, "batch norm": "batch"}
@@ -231,8 +247,8 @@ def main():
     for name, norm in networks.items():
         for lr in lrs:
             runs = []
-            for seed in seeds:
-                rng = np.random.default_rng(seed)
+            for init in inits:
+                rng = np.random.default_rng(init)
                 model = MLP(sizes, norm, rng)
                 runs.append(
                     train(model, data, lr=lr, epochs=epochs, batch_size=64, rng=rng)
@@ -241,7 +257,8 @@ def main():
 
     print(
         f"digits, MLP {sizes}, SGD, batch 64, {epochs} epochs, "
-        f"{len(seeds)} seed(s); target {target:.0%} validation accuracy"
+        f"{len(inits)} random initialization(s); "
+        f"target {target:.0%} validation accuracy"
     )
     print()
     head = f"{'lr':>6s}"
@@ -254,14 +271,21 @@ def main():
         row = f"{lr:6g}"
         for name in networks:
             runs = curves[name, lr]
-            hits = [steps_to(s, a, target) for s, a in runs]
-            finals = [a[-1] for _, a in runs]
+            hits = [steps_to(s, a, target) for s, a, _ in runs]
+            finals = [a[-1] for _, a, _ in runs]
+            n_diverged = sum(d for _, _, d in runs)
             reached = [h for h in hits if h is not None]
             median = f"{int(np.median(reached))}" if len(reached) == len(hits) else "-"
             if len(reached) not in (0, len(hits)):
                 median = f"{int(np.median(reached))} ({len(reached)}/{len(hits)})"
-            row += f" | {median:>26s} {np.median(finals):9.3f}"
-            if min(finals) >= trains_at:
+            if n_diverged == len(runs):
+                final = "diverged"
+            else:
+                final = f"{np.median(finals):.3f}"
+                if n_diverged:
+                    final += f" ({n_diverged} diverged)"
+            row += f" | {median:>26s} {final:>9s}"
+            if min(finals) >= target:
                 best[name] = lr
         print(row)
     print()
@@ -269,8 +293,8 @@ def main():
         lr = best.get(name)
         shown = "none" if lr is None else f"{lr:g}"
         print(
-            f"highest learning rate at which every seed reaches "
-            f"{trains_at:.0%} ({name}): {shown}"
+            f"highest learning rate at which every initialization ends at "
+            f"{target:.0%} or above ({name}): {shown}"
         )
     print(f"\n{time.perf_counter() - t0:.1f} s")
 
@@ -283,13 +307,16 @@ def main():
     cmap = plt.get_cmap("viridis")
     for ax, name in zip(axes, networks, strict=True):
         for k, lr in enumerate(lrs):
-            s, a = curves[name, lr][0]
-            ax.plot(s, a, color=cmap(k / max(1, len(lrs) - 1)), label=f"lr={lr:g}")
-        ax.axhline(target, color="grey", lw=0.8, ls="--")
+            s, a, diverged = curves[name, lr][0]
+            label = f"lr={lr:g}" + (" (diverged)" if diverged else "")
+            ax.plot(s, a, color=cmap(k / max(1, len(lrs) - 1)), label=label)
+        ax.axhline(target, color="grey", lw=0.8, ls="--", label=f"target {target:.0%}")
         ax.set_title(name)
         ax.set_xlabel("SGD step")
-    axes[0].set_ylabel("validation accuracy (seed 0)")
-    axes[1].legend(loc="lower right", fontsize=8)
+        # Each panel its own legend: a run that diverges in one does not in
+        # the other.
+        ax.legend(loc="lower right", fontsize=8)
+    axes[0].set_ylabel("validation accuracy (first initialization)")
     fig.tight_layout()
     path = pathlib.Path(args.out) / "train_mlp.png"
     fig.savefig(path, dpi=100)
