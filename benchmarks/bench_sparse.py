@@ -2,7 +2,7 @@
 
 ``BatchNormalizer(with_mean=False, momentum=None)`` computes the statistics
 ``StandardScaler`` computes; both run ``fit``, ``transform`` and
-``fit_transform`` on the same seeded 1M x 1000 CSR or CSC matrix
+``fit_transform`` on the same random (fixed-state) 1M x 1000 CSR or CSC matrix
 (:func:`skbn._bench.sparse_data`), built once per process.  JIT compilation
 happens in ``setup``.
 """
@@ -19,7 +19,7 @@ _DATA = {}
 
 
 def data(fmt, density):
-    """Seeded sparse data, built once per process and case."""
+    """Random sparse data (a fixed state), built once per process and case."""
     key = (fmt, density)
     if key not in _DATA:
         _DATA.clear()  # keep one matrix alive
