@@ -5,6 +5,7 @@ kernel reads them so that no kernel reads out of bounds.
 """
 
 import math
+from numbers import Integral, Real
 
 import numpy as np
 
@@ -163,3 +164,36 @@ def check_vector_state(attrs, owner):
         )
     if not fast:
         attrs.update(zip(FITTED_VECTORS, vectors, strict=True))
+
+
+def check_samples_seen(seen, n):
+    """Refuse an ``n_samples_seen_`` that no fit leaves (a training loop or a
+    state file may set it): it must be a non-negative count, or an array of
+    ``n`` of them (see :func:`skbn._core.moments.samples_seen`; a sum of
+    sample weights need not be whole).
+
+    Parameters
+    ----------
+    seen : object
+    n : int
+        The number of features.
+    """
+    if type(seen) is int and seen >= 0:
+        return  # the common case, first: a streaming loop checks it often
+    if isinstance(seen, np.ndarray):
+        ok = (
+            seen.shape == (n,)
+            and seen.dtype.kind in "iuf"
+            and bool(np.all(np.isfinite(seen) & (seen >= 0)))
+        )
+        what = f"an array of {n} non-negative counts"
+    else:
+        ok = (
+            isinstance(seen, Real)
+            and not isinstance(seen, bool)
+            and (isinstance(seen, Integral) or math.isfinite(seen))
+            and seen >= 0
+        )
+        what = "a non-negative count"
+    if not ok:
+        raise ValueError(f"n_samples_seen_ must be {what}; got {seen!r}.")

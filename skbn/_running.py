@@ -21,7 +21,7 @@ from ._backends.numpy import WRITE_BY_BATCH, WRITE_BY_RUNNING
 from ._core.moments import ema_update, samples_seen
 from ._core.norm import inverse_coefficients, normalize_coefficients
 from ._core.views import check_axis
-from ._fitted import check_fitted_vectors, feature_vector
+from ._fitted import check_fitted_vectors, check_samples_seen, feature_vector
 
 
 def _typed(value: Any) -> Any:
@@ -190,6 +190,7 @@ class RunningStatsMixin:
         fitted = "running_mean_" in self.__dict__
         if fitted:
             check_fitted_vectors(self)
+            check_samples_seen(self.n_samples_seen_, self.n_features_in_)
         self._check_params()
         backend = self._backend(X)
         if (

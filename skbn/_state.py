@@ -11,7 +11,6 @@ parameter, or arrays of the wrong shape all raise ``ValueError``.
 """
 
 import json
-import math
 import os
 import re
 import zipfile
@@ -21,7 +20,7 @@ import numpy as np
 
 from . import _monitor, _npy
 from ._core.views import normalize_axis
-from ._fitted import check_vector_state
+from ._fitted import check_samples_seen, check_vector_state
 
 FORMAT = "skbn-state"
 FORMAT_VERSION = 1
@@ -385,26 +384,6 @@ def _build(cls, meta, arrays):
     return est
 
 
-def _check_samples_seen(seen, n):
-    """``n_samples_seen_`` as a fit leaves it: a non-negative int, a
-    non-negative finite float (a sum of sample weights), or an array of
-    those per feature (see :func:`skbn._core.moments.samples_seen`)."""
-    if isinstance(seen, np.ndarray):
-        ok = (
-            seen.shape == (n,)
-            and seen.dtype.kind in "iuf"
-            and bool(np.all(np.isfinite(seen) & (seen >= 0)))
-        )
-        what = f"an array of {n} non-negative counts"
-    else:
-        ok = (
-            _is_int(seen) or (isinstance(seen, float) and math.isfinite(seen))
-        ) and seen >= 0
-        what = "a non-negative count"
-    if not ok:
-        raise ValueError(f"n_samples_seen_ must be {what}, got {seen!r}.")
-
-
 def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -459,7 +438,7 @@ def _check_fitted_state(target, attrs):
             f"{attrs['n_batches_seen_']!r}."
         )
     if "n_samples_seen_" in attrs:
-        _check_samples_seen(attrs["n_samples_seen_"], n)
+        check_samples_seen(attrs["n_samples_seen_"], n)
     names = attrs.get("feature_names_in_")
     if names is not None and (
         not isinstance(names, np.ndarray) or names.ndim != 1 or len(names) != n

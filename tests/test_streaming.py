@@ -346,3 +346,24 @@ def test_n_samples_seen_array_survives_a_state_file(tmp_path):
     assert_array_equal(back.n_samples_seen_, [3, 4, 2])
     back.partial_fit(_NAN_X[:1])
     assert_array_equal(back.n_samples_seen_, [4, 5, 3])
+
+
+@pytest.mark.parametrize(
+    "seen", ["5", -1, np.array([1, 2]), np.array([1.0, np.nan, 2.0]), True, None]
+)
+@pytest.mark.parametrize("rows", [4, 400])  # the one-call path and the general one
+def test_assigned_n_samples_seen_is_checked_before_anything_changes(rng, seen, rows):
+    bn = BatchNormalizer().fit(rng.normal(size=(5, 3)))
+    bn.n_samples_seen_ = seen
+    before = pickle.dumps(bn.__dict__)
+    with pytest.raises(ValueError, match="n_samples_seen_"):
+        bn.partial_fit(rng.normal(size=(rows, 3)))
+    assert pickle.dumps(bn.__dict__) == before
+
+
+def test_assigned_n_samples_seen_of_any_kind_of_count_is_kept_counting(rng):
+    bn = BatchNormalizer().fit(rng.normal(size=(5, 3)))
+    for seen, want in [(np.int64(7), 11), (2.5, 6.5), (np.array([1, 2, 3]), [5, 6, 7])]:
+        bn.n_samples_seen_ = seen
+        bn.partial_fit(rng.normal(size=(4, 3)))
+        assert_array_equal(bn.n_samples_seen_, want)
