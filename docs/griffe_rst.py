@@ -7,7 +7,12 @@ docstring, before rendering:
 * ``:meth:`fit```, ``:class:`~sklearn.pipeline.Pipeline```, ... as code;
 * a paragraph ending in ``::`` as one ending in ``:`` (the indented block
   after it is already a Markdown code block);
-* simple reST tables (``===`` borders) as Markdown tables.
+* simple reST tables (``===`` borders) as Markdown tables;
+* reST literals in double backticks as Markdown code in single ones, in the
+  text and in the Parameters and Returns types (a type such as
+  ````ndarray`` of shape ``(n, d)```` would otherwise show its backticks);
+* each ``See Also`` entry as a link: skbn names to their API pages (autorefs
+  identifiers), scikit-learn names to scikit-learn's reference.
 """
 
 from __future__ import annotations
@@ -75,9 +80,55 @@ def _tables(text: str) -> str:
     return "\n".join(out)
 
 
-def rst_to_markdown(text: str) -> str:
-    """The docstring ``text`` with the reST constructs above rewritten."""
+# ``x`` but not inside a longer run of backticks, and not across lines.
+_LITERAL = re.compile(r"(?<!`)``(?!`)([^`\n]+?)``(?!`)")
+_SEE_ALSO = re.compile(r"^( *)See Also\n\1-{3,}\n((?:\1\S.*\n?)+)", re.M)
+_SKLEARN_API = "https://scikit-learn.org/stable/modules/generated/{}.html"
+
+
+def _see_also_target(name: str, module: str) -> str:
+    """A Markdown link for a numpydoc ``See Also`` name."""
+    if name.startswith("sklearn."):
+        return f"[`{name}`]({_SKLEARN_API.format(name)})"
+    if name.startswith("skbn."):
+        # autorefs knows the path where the object is documented: skbn's
+        # public classes are rendered as ``skbn.X``, functions by module.
+        return f"[`{name}`][{name}]"
+    # A bare name: a sibling in the docstring's own module.
+    return f"[`{name}`][{module}.{name}]" if module else f"`{name}`"
+
+
+def _see_also(text: str, module: str) -> str:
+    def entry(line: str) -> str:
+        name, sep, desc = line.strip().partition(" : ")
+        names = [n.strip() for n in name.split(",")]
+        if not all(re.fullmatch(r"[\w.]+", n) for n in names):
+            return line.strip()
+        links = ", ".join(_see_also_target(n, module) for n in names)
+        return f"- {links}" + (f": {desc.strip()}" if sep else "")
+
+    def section(match: re.Match[str]) -> str:
+        indent, body = match.groups()
+        items = [entry(line) for line in body.rstrip("\n").split("\n")]
+        # One list item per line (an entry's own continuation lines would
+        # start with more indentation, which numpydoc here never uses).
+        return (
+            f"{indent}See Also\n{indent}--------\n"
+            + "".join(f"{indent}{item}\n" for item in items)
+        )
+
+    return _SEE_ALSO.sub(section, text)
+
+
+def rst_to_markdown(text: str, module: str = "") -> str:
+    """The docstring ``text`` with the reST constructs above rewritten.
+
+    ``module`` is the path of the module the docstring belongs to, for the
+    bare names of a ``See Also`` section.
+    """
     text = _ROLE.sub(_role, text)
+    text = _LITERAL.sub(r"`\1`", text)
+    text = _see_also(text, module)
     text = re.sub(r"(\S)::\n", r"\1:\n", text)
     text = re.sub(r"^( *)::\n", "", text, flags=re.M)
     return _tables(text)
@@ -88,4 +139,6 @@ class RstToMarkdown(griffe.Extension):
 
     def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
         if obj.docstring is not None:
-            obj.docstring.value = rst_to_markdown(obj.docstring.value)
+            obj.docstring.value = rst_to_markdown(
+                obj.docstring.value, obj.module.path
+            )
