@@ -82,6 +82,7 @@ def benchmark_chart(results=RESULTS, out=IMAGES / "benchmark_ratios.png"):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     runs = parse_bench(results.read_text(encoding="utf-8"))
     heights = [len(rows) for _, rows in runs]
@@ -111,6 +112,9 @@ def benchmark_chart(results=RESULTS, out=IMAGES / "benchmark_ratios.png"):
     ax = axes[-1]
     ax.set_xscale("log")
     ax.set_xlim(0.8, 600)
+    ax.xaxis.set_major_formatter(
+        matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}\u00d7")
+    )
     ax.set_xlabel("peer time / skbn time (median of 7 interleaved runs; log scale)")
     axes[0].legend(fontsize=8, loc="lower right")
     fig.suptitle(
