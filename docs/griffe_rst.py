@@ -8,9 +8,11 @@ docstring, before rendering:
 * a paragraph ending in ``::`` as one ending in ``:`` (the indented block
   after it is already a Markdown code block);
 * simple reST tables (``===`` borders) as Markdown tables;
-* reST literals in double backticks as Markdown code in single ones, in the
-  text and in the Parameters and Returns types (a type such as
-  ````ndarray`` of shape ``(n, d)```` would otherwise show its backticks);
+* reST literals in double backticks as Markdown code in single ones in the
+  text; in the ``name : type`` lines of Parameters, Returns and the like,
+  where mkdocstrings renders the whole type as code already, as plain text
+  (a type such as ``ndarray of the memory order of ``X```` showed its
+  backticks);
 * each ``See Also`` entry as a link: skbn names to their API pages (autorefs
   identifiers), scikit-learn names to scikit-learn's reference.
 """
@@ -80,10 +82,36 @@ def _tables(text: str) -> str:
     return "\n".join(out)
 
 
-# ``x`` but not inside a longer run of backticks, and not across lines.
-_LITERAL = re.compile(r"(?<!`)``(?!`)([^`\n]+?)``(?!`)")
+# ``x`` but not inside a longer run of backticks; a literal may wrap onto the
+# next line (``pip install\n'skbn[cuda]'``) but not across a blank line.
+_LITERAL = re.compile(r"(?<!`)``(?!`)((?:[^`\n]|\n(?![ \t]*\n))+?)``(?!`)")
 _SEE_ALSO = re.compile(r"^( *)See Also\n\1-{3,}\n((?:\1\S.*\n?)+)", re.M)
 _SKLEARN_API = "https://scikit-learn.org/stable/modules/generated/{}.html"
+
+
+# Sections whose entries are ``name : type`` lines at the header's indentation,
+# each followed by its more indented description.
+_TYPED = re.compile(
+    r"^( *)(Parameters|Other Parameters|Returns|Yields|Receives|Raises|Warns"
+    r"|Attributes)\n\1-{3,}\n((?:\1.*\n?|\n)+?)(?=^\1\S.*\n\1-{3,}\n|\Z)",
+    re.M,
+)
+
+
+def _plain_types(text: str) -> str:
+    """Drop the backticks from the entry lines of the typed sections."""
+
+    def section(match: re.Match[str]) -> str:
+        indent, _, body = match.groups()
+        lines = [
+            line.replace("`", "")
+            if line.startswith(indent) and line[len(indent) : len(indent) + 1] != " "
+            else line
+            for line in body.split("\n")
+        ]
+        return match.group(0)[: match.start(3) - match.start(0)] + "\n".join(lines)
+
+    return _TYPED.sub(section, text)
 
 
 def _see_also_target(name: str, module: str) -> str:
@@ -128,6 +156,7 @@ def rst_to_markdown(text: str, module: str = "") -> str:
     """
     text = _ROLE.sub(_role, text)
     text = _LITERAL.sub(r"`\1`", text)
+    text = _plain_types(text)
     text = _see_also(text, module)
     text = re.sub(r"(\S)::\n", r"\1:\n", text)
     text = re.sub(r"^( *)::\n", "", text, flags=re.M)
