@@ -98,13 +98,21 @@ _TYPED = re.compile(
 )
 
 
+def _plain_type(line: str) -> str:
+    # No backticks; "array-like" with a non-breaking hyphen (U+2011): griffe
+    # reads a type that happens to parse as Python ("float, array-like or
+    # None") as an expression and prints it back as "array - like", and a
+    # plain hyphen is a place to break the narrow Type column.
+    return line.replace("`", "").replace("array-like", "array\u2011like")
+
+
 def _plain_types(text: str) -> str:
     """Drop the backticks from the entry lines of the typed sections."""
 
     def section(match: re.Match[str]) -> str:
         indent, _, body = match.groups()
         lines = [
-            line.replace("`", "")
+            _plain_type(line)
             if line.startswith(indent) and line[len(indent) : len(indent) + 1] != " "
             else line
             for line in body.split("\n")
