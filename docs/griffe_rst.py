@@ -7,7 +7,14 @@ docstring, before rendering:
 * ``:meth:`fit```, ``:class:`~sklearn.pipeline.Pipeline```, ... as code;
 * a paragraph ending in ``::`` as one ending in ``:`` (the indented block
   after it is already a Markdown code block);
-* simple reST tables (``===`` borders) as Markdown tables.
+* simple reST tables (``===`` borders) as Markdown tables;
+* reST literals in double backticks as Markdown code in single ones in the
+  text; in the ``name : type`` lines of Parameters, Returns and the like,
+  where mkdocstrings renders the whole type as code already, as plain text
+  (a type such as ``ndarray of the memory order of ``X```` showed its
+  backticks);
+* each ``See Also`` entry as a link: skbn names to their API pages (autorefs
+  identifiers), scikit-learn names to scikit-learn's reference.
 """
 
 from __future__ import annotations
@@ -75,9 +82,90 @@ def _tables(text: str) -> str:
     return "\n".join(out)
 
 
-def rst_to_markdown(text: str) -> str:
-    """The docstring ``text`` with the reST constructs above rewritten."""
+# ``x`` but not inside a longer run of backticks; a literal may wrap onto the
+# next line (``pip install\n'skbn[cuda]'``) but not across a blank line.
+_LITERAL = re.compile(r"(?<!`)``(?!`)((?:[^`\n]|\n(?![ \t]*\n))+?)``(?!`)")
+_SEE_ALSO = re.compile(r"^( *)See Also\n\1-{3,}\n((?:\1\S.*\n?)+)", re.M)
+_SKLEARN_API = "https://scikit-learn.org/stable/modules/generated/{}.html"
+
+
+# Sections whose entries are ``name : type`` lines at the header's indentation,
+# each followed by its more indented description.
+_TYPED = re.compile(
+    r"^( *)(Parameters|Other Parameters|Returns|Yields|Receives|Raises|Warns"
+    r"|Attributes)\n\1-{3,}\n((?:\1.*\n?|\n)+?)(?=^\1\S.*\n\1-{3,}\n|\Z)",
+    re.M,
+)
+
+
+def _plain_type(line: str) -> str:
+    # No backticks; "array-like" with a non-breaking hyphen (U+2011): griffe
+    # reads a type that happens to parse as Python ("float, array-like or
+    # None") as an expression and prints it back as "array - like", and a
+    # plain hyphen is a place to break the narrow Type column.
+    return line.replace("`", "").replace("array-like", "array\u2011like")
+
+
+def _plain_types(text: str) -> str:
+    """Drop the backticks from the entry lines of the typed sections."""
+
+    def section(match: re.Match[str]) -> str:
+        indent, _, body = match.groups()
+        lines = [
+            _plain_type(line)
+            if line.startswith(indent) and line[len(indent) : len(indent) + 1] != " "
+            else line
+            for line in body.split("\n")
+        ]
+        return match.group(0)[: match.start(3) - match.start(0)] + "\n".join(lines)
+
+    return _TYPED.sub(section, text)
+
+
+def _see_also_target(name: str, module: str) -> str:
+    """A Markdown link for a numpydoc ``See Also`` name."""
+    if name.startswith("sklearn."):
+        return f"[`{name}`]({_SKLEARN_API.format(name)})"
+    if name.startswith("skbn."):
+        # autorefs knows the path where the object is documented: skbn's
+        # public classes are rendered as ``skbn.X``, functions by module.
+        return f"[`{name}`][{name}]"
+    # A bare name: a sibling in the docstring's own module.
+    return f"[`{name}`][{module}.{name}]" if module else f"`{name}`"
+
+
+def _see_also(text: str, module: str) -> str:
+    def entry(line: str) -> str:
+        name, sep, desc = line.strip().partition(" : ")
+        names = [n.strip() for n in name.split(",")]
+        if not all(re.fullmatch(r"[\w.]+", n) for n in names):
+            return line.strip()
+        links = ", ".join(_see_also_target(n, module) for n in names)
+        return f"- {links}" + (f": {desc.strip()}" if sep else "")
+
+    def section(match: re.Match[str]) -> str:
+        indent, body = match.groups()
+        items = [entry(line) for line in body.rstrip("\n").split("\n")]
+        # One list item per line (an entry's own continuation lines would
+        # start with more indentation, which numpydoc here never uses).
+        return (
+            f"{indent}See Also\n{indent}--------\n"
+            + "".join(f"{indent}{item}\n" for item in items)
+        )
+
+    return _SEE_ALSO.sub(section, text)
+
+
+def rst_to_markdown(text: str, module: str = "") -> str:
+    """The docstring ``text`` with the reST constructs above rewritten.
+
+    ``module`` is the path of the module the docstring belongs to, for the
+    bare names of a ``See Also`` section.
+    """
     text = _ROLE.sub(_role, text)
+    text = _LITERAL.sub(r"`\1`", text)
+    text = _plain_types(text)
+    text = _see_also(text, module)
     text = re.sub(r"(\S)::\n", r"\1:\n", text)
     text = re.sub(r"^( *)::\n", "", text, flags=re.M)
     return _tables(text)
@@ -88,4 +176,6 @@ class RstToMarkdown(griffe.Extension):
 
     def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
         if obj.docstring is not None:
-            obj.docstring.value = rst_to_markdown(obj.docstring.value)
+            obj.docstring.value = rst_to_markdown(
+                obj.docstring.value, obj.module.path
+            )

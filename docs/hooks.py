@@ -1,4 +1,8 @@
-"""mkdocs hooks: publish the saved benchmark results with the site.
+"""mkdocs hooks: the version in the header; the saved benchmark results.
+
+The header shows ``skbn <version>``, read from ``skbn/__init__.py`` at build
+time so it cannot go stale (the package is not imported: the build needs no
+Numba).
 
 ``docs/benchmarks.md`` includes ``benchmarks/README.md``, whose links to
 ``results-*.txt`` are relative to ``benchmarks/``.  Copying those files into
@@ -7,11 +11,21 @@ documentation files at the site root, where the included links resolve and
 ``mkdocs build --strict`` can check them.
 """
 
+import re
 from pathlib import Path
 
 from mkdocs.structure.files import File
 
-_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks"
+_ROOT = Path(__file__).resolve().parent.parent
+_RESULTS = _ROOT / "benchmarks"
+
+
+def on_config(config):
+    """Append skbn's ``__version__`` to the site name (header, page titles)."""
+    text = (_ROOT / "skbn" / "__init__.py").read_text(encoding="utf-8")
+    version = re.search(r'^__version__ = "([^"]+)"', text, re.M).group(1)
+    config.site_name = f"{config.site_name} {version}"
+    return config
 
 
 def on_files(files, config):

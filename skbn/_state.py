@@ -52,7 +52,7 @@ class StateMixin:
         super().__init_subclass__(**kwargs)
         _REGISTRY[_class_name(cls)] = cls
 
-    def save(self, path) -> None:
+    def save(self, path: "str | os.PathLike[str]") -> None:
         """Write the parameters and fitted state to ``path`` (a ``.npz`` file).
 
         The file is written next to ``path`` under a temporary name and then
@@ -97,7 +97,7 @@ class StateMixin:
         _write_atomic(os.fspath(path), arrays)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: "str | os.PathLike[str]"):
         """Read an estimator written by :meth:`save`.
 
         Parameters

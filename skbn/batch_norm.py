@@ -1,6 +1,6 @@
 """``BatchNormalizer``: batch normalization as a scikit-learn transformer."""
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -15,6 +15,18 @@ from ._running import RunningStatsMixin
 from ._sklearn_compat import wrap_data_with_container
 from ._state import StateMixin
 from ._validation import SpecMixin
+
+TransformOutput: TypeAlias = Any
+"""What ``transform`` and its kin return: the input's kind of array.
+
+A NumPy ``ndarray`` for NumPy or other array-like input; a lazy
+``dask.array.Array`` for dask input; a pandas or polars DataFrame when
+``set_output`` asks for one.  ``BatchNormalizer`` also returns SciPy sparse
+output, of the input's format, for sparse input (``with_mean=False``), and
+a GPU array of the input's kind for input with
+``__cuda_array_interface__``.  Typed ``Any``: the kind follows the input,
+which one static type cannot say.
+"""
 
 
 class BatchNormalizer(
@@ -328,7 +340,7 @@ class BatchNormalizer(
 
     def fit_transform(
         self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None
-    ) -> Any:
+    ) -> TransformOutput:
         """Fit to ``X``, then normalize it with the statistics just fitted.
 
         The same result as ``fit(X).transform(X)``, with the input checked
@@ -399,7 +411,7 @@ class BatchNormalizer(
 
     def partial_fit_transform(
         self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None
-    ) -> Any:
+    ) -> TransformOutput:
         """Training mode: update the running statistics and normalize the batch.
 
         The batch is normalized by its own (weighted) mean and variance, as a
@@ -438,7 +450,7 @@ class BatchNormalizer(
         y_out = self._train(X, sample_weight, WRITE_BY_BATCH)
         return wrap_data_with_container("transform", y_out, X, self)
 
-    def transform(self, X: ArrayLike, copy: bool | None = None) -> Any:
+    def transform(self, X: ArrayLike, copy: bool | None = None) -> TransformOutput:
         """Normalize ``X`` with the running statistics (inference mode).
 
         ``gamma_ * (X - running_mean_) / sqrt(running_var_ + eps) + beta_``,
@@ -467,7 +479,9 @@ class BatchNormalizer(
         """
         return self._apply(X, copy, inverse=False)
 
-    def inverse_transform(self, X: ArrayLike, copy: bool | None = None) -> Any:
+    def inverse_transform(
+        self, X: ArrayLike, copy: bool | None = None
+    ) -> TransformOutput:
         """Undo :meth:`transform` (up to rounding).
 
         Parameters

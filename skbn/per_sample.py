@@ -17,7 +17,7 @@ input's memory order (as ``np.empty_like(X)``: Fortran-ordered or
 channels-last input gives such output, with the bits of the C-ordered one).
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -42,6 +42,11 @@ from ._core.views import (
 )
 from ._state import StateMixin
 from ._validation import SpecMixin, validate_X
+from .batch_norm import TransformOutput
+
+if TYPE_CHECKING:
+    # typing.Self is Python 3.11+; only type checkers read this name.
+    from typing_extensions import Self
 
 
 class _PerSampleNormalizer(
@@ -74,7 +79,7 @@ class _PerSampleNormalizer(
         y5, _, _ = groups_normalize(x5, gamma, beta, float(self.eps), training=False)
         return follow(restore_view(y5, X.shape, perm), order, dtype)
 
-    def fit(self, X: Any, y: object = None) -> "_PerSampleNormalizer":
+    def fit(self, X: Any, y: object = None) -> "Self":
         """Check ``X`` and record its number of features; nothing is learned.
 
         Parameters
@@ -106,7 +111,7 @@ class _PerSampleNormalizer(
         self._ndim = X.ndim
         return self
 
-    def transform(self, X: Any, copy: bool | None = None) -> Any:
+    def transform(self, X: Any, copy: bool | None = None) -> TransformOutput:
         """Normalize each sample of ``X`` by its own statistics.
 
         Parameters

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
+    # Names for the annotations only: matplotlib is imported when drawing.
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure, SubFigure
+
     from .batch_norm import BatchNormalizer
 
 
@@ -16,8 +20,8 @@ def plot_batch_stats(
     features: Sequence[int | str] | None = None,
     *,
     max_features: int = 4,
-    axes: Sequence[Any] | None = None,
-) -> Any:
+    axes: Sequence[Axes] | None = None,
+) -> Figure | SubFigure:
     """Draw each batch's mean and variance against the running statistics.
 
     One panel for the mean and one for the variance; per feature, the batch
@@ -40,7 +44,9 @@ def plot_batch_stats(
 
     Returns
     -------
-    matplotlib.figure.Figure
+    matplotlib.figure.Figure or matplotlib.figure.SubFigure
+        The new figure, or the one that holds ``axes`` (a ``SubFigure`` when
+        they were drawn in one).
 
     Examples
     --------
@@ -68,6 +74,7 @@ def plot_batch_stats(
         ) from None
     columns = _feature_indices(bn, features, max_features)
     names = getattr(bn, "feature_names_in_", None)
+    fig: Figure | SubFigure  # given axes may sit in a subfigure
     if axes is None:
         fig, axes = plt.subplots(2, 1, sharex=True, figsize=(7, 5))
     else:
