@@ -104,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         results = _bench.run(named, repeats=args.repeats)
         print(
-            f"\n{' x '.join(map(str, dims))} {args.dtype} in, axis={args.axis}, "
+            f"\n{' x '.join(map(str, dims))} {args.dtype}, axis={args.axis}, "
             f"{args.repeats} interleaved rounds (each case once a round)\n"
             + threads_line(threads, args.threads, _others(results))
         )
