@@ -128,7 +128,12 @@ def _others(results: dict[str, Any]) -> str:
         threads = {r.threads for k, r in results.items() if k.startswith(label + " ")}
         for t in threads:
             counts.setdefault(t, []).append(label)
-    return ", ".join(f"{' and '.join(v)} on {t}" for t, v in sorted(counts.items()))
+    return ", ".join(f"{_and(v)} on {t}" for t, v in sorted(counts.items()))
+
+
+def _and(names: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _legend(named: dict[str, Any], peers: tuple[str, ...]) -> str:
@@ -174,7 +179,7 @@ def _run_sparse(args: argparse.Namespace) -> int:
             X = _bench.sparse_data(dims, args.sparse, fmt, np.dtype(dtype))
             results = _bench.run(_bench.sparse_cases(X), repeats=args.repeats)
             print(
-                f"\n{' x '.join(map(str, dims))} {fmt} {dtype} in, density "
+                f"\n{' x '.join(map(str, dims))} {fmt} {dtype}, density "
                 f"{args.sparse:g} ({X.nnz} stored values), {args.repeats} "
                 "interleaved rounds (each case once a round)\n"
                 + threads_line(threads, args.threads, "StandardScaler on 1")
