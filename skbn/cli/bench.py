@@ -1,21 +1,25 @@
-"""``skbn bench``: time skbn against its peers and the memory bound.
+"""``skbn bench``: time skbn against NumPy, StandardScaler, PyTorch and the
+memory bound.
 
 Every operation of skbn and of its peers runs in one process, interleaved
-(:mod:`skbn._bench`); the report gives medians, ratios, each result's distance
-from the memory bound, and a float32 accuracy check.  Arguments are checked
-before any data is made, so a bad one is one line at once, not a traceback
-after minutes of benchmarks.
+(:mod:`skbn._bench`); each row states the threads it ran on and its output
+dtype, the median and range of its times, and its time over skbn's (the
+ratio of the medians and the range of the round-by-round ratios).  Then
+skbn's distance from the memory bound, and a float32 accuracy check.
+Arguments are checked before any data is made, so a bad one is one line at
+once, not a traceback after minutes of benchmarks.
 """
 
 import argparse
 import sys
 from math import prod
+from typing import Any
 
 import numpy as np
 
 from .. import _bench
 from .._core.views import normalize_axis
-from .common import Command, fail, positive_int, shape
+from .common import Command, fail, positive_int, set_threads, shape, threads_line
 
 
 def _add_arguments(bench: argparse.ArgumentParser) -> None:
@@ -54,7 +58,13 @@ def _add_arguments(bench: argparse.ArgumentParser) -> None:
     )
     bench.add_argument("--repeats", type=positive_int, default=7, help="(7)")
     bench.add_argument(
-        "--threads", type=positive_int, default=None, help="threads (all cores)"
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="Numba threads for skbn, and PyTorch's threads; NumPy and "
+        "StandardScaler run on one, so --threads 1 compares like with like "
+        "(default: Numba's default, all cores)",
     )
     bench.add_argument(
         "--no-accuracy", action="store_true", help="skip the float32 accuracy check"
@@ -62,8 +72,6 @@ def _add_arguments(bench: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import numba
-
     operations = [op.strip() for op in args.operations.split(",") if op.strip()]
     unknown = sorted(set(operations) - set(_bench.OPERATIONS))
     if unknown:
@@ -81,10 +89,7 @@ def _run(args: argparse.Namespace) -> int:
         problem = _shape_problem(dims, args.axis)
         if problem:
             return _usage(problem)
-    if args.threads:
-        limit = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined, unused-ignore]
-        numba.set_num_threads(min(args.threads, limit))
-    threads = numba.get_num_threads()
+    threads = set_threads(args.threads)
     for dims in shapes:
         try:
             X = np.random.default_rng(0).standard_normal(dims, dtype=np.float32)
@@ -93,15 +98,18 @@ def _run(args: argparse.Namespace) -> int:
             # ValueError: NumPy's "array is too big" for a size past the
             # address space.
             return _usage(f"--shape {'x'.join(map(str, dims))} does not fit in memory")
-        results = _bench.run(
-            _bench.cases(X, operations, threads=threads, axis=args.axis),
-            repeats=args.repeats,
+        peers = ("skbn", "numpy", "numpy-f64-stats", "StandardScaler", "torch")
+        named = _bench.cases(
+            X, operations, threads=threads, axis=args.axis, peers=peers
         )
+        results = _bench.run(named, repeats=args.repeats)
         print(
             f"\n{' x '.join(map(str, dims))} {args.dtype}, axis={args.axis}, "
-            f"{threads} threads, median of {args.repeats} interleaved runs"
+            f"{args.repeats} interleaved rounds (each case once a round)\n"
+            + threads_line(threads, args.threads, _others(results))
         )
-        print(_bench.table(results, reference=None))
+        print(_bench.timing_table(results))
+        print(_legend(named, peers))
         print()
         print(_bench.report(results, operations, X.nbytes))
     if not args.no_accuracy:
@@ -111,6 +119,32 @@ def _run(args: argparse.Namespace) -> int:
         for name, err in _bench.accuracy().items():
             print(f"  {name:22s} {err:.2e}")
     return 0
+
+
+def _others(results: dict[str, Any]) -> str:
+    """The peers other than skbn in ``results``, with their threads."""
+    counts: dict[int, list[str]] = {}
+    for label in ("NumPy", "StandardScaler", "PyTorch"):
+        threads = {r.threads for k, r in results.items() if k.startswith(label + " ")}
+        for t in threads:
+            counts.setdefault(t, []).append(label)
+    return ", ".join(f"{_and(v)} on {t}" for t, v in sorted(counts.items()))
+
+
+def _and(names: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _legend(named: dict[str, Any], peers: tuple[str, ...]) -> str:
+    """What each peer in ``named`` computes, one line each."""
+    known = {**_bench.PEERS, **_bench.EXTRA_PEERS}
+    lines = []
+    for name in peers:
+        cls = known[name]
+        if any(key.startswith(f"{cls.label} ") for key in named):
+            lines.append(f"{cls.label}: {cls.description}")
+    return "\n".join(lines)
 
 
 def _density(text: str) -> float:
@@ -127,7 +161,6 @@ def _density(text: str) -> float:
 def _run_sparse(args: argparse.Namespace) -> int:
     """``skbn bench --sparse DENSITY``: skbn against StandardScaler on
     scipy.sparse data, each format in turn."""
-    import numba
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     if not formats or set(formats) - {"csr", "csc"}:
@@ -139,10 +172,7 @@ def _run_sparse(args: argparse.Namespace) -> int:
             return _usage(
                 f"--sparse needs a 2-D --shape with 2 rows or more, got {text}"
             )
-    if args.threads:
-        limit = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined, unused-ignore]
-        numba.set_num_threads(min(args.threads, limit))
-    threads = numba.get_num_threads()
+    threads = set_threads(args.threads)
     dtype = args.dtype or "float64"
     for dims in shapes:
         for fmt in formats:
@@ -150,11 +180,15 @@ def _run_sparse(args: argparse.Namespace) -> int:
             results = _bench.run(_bench.sparse_cases(X), repeats=args.repeats)
             print(
                 f"\n{' x '.join(map(str, dims))} {fmt} {dtype}, density "
-                f"{args.sparse:g} ({X.nnz} stored values), {threads} threads "
-                f"(skbn; StandardScaler runs on one), median of {args.repeats} "
-                "interleaved runs"
+                f"{args.sparse:g} ({X.nnz} stored values), {args.repeats} "
+                "interleaved rounds (each case once a round)\n"
+                + threads_line(threads, args.threads, "StandardScaler on 1")
             )
-            print(_bench.spread_table(results))
+            print(_bench.timing_table(results))
+            print(
+                "skbn: BatchNormalizer(with_mean=False, momentum=None); "
+                "StandardScaler: StandardScaler(with_mean=False)"
+            )
     return 0
 
 
@@ -186,11 +220,13 @@ def _shape_problem(dims: tuple[int, ...], axis: int) -> str | None:
 
 COMMAND = Command(
     name="bench",
-    help="time skbn against its peers and the memory bound",
-    description="Time every operation of skbn and of its peers (a plain "
-    "NumPy class, StandardScaler, torch when installed) in one "
-    "process, interleaved, and print medians, ratios, each result's "
-    "distance from the memory bound, and a float32 accuracy check.",
+    help="time skbn against NumPy, StandardScaler, PyTorch and the memory bound",
+    description="Time every operation of skbn, of plain NumPy ((X - "
+    "X.mean(0)) / np.sqrt(X.var(0) + eps), in the input's dtype), of "
+    "StandardScaler and of PyTorch (when installed) in one process, "
+    "interleaved, and print for each the threads it ran on, its output "
+    "dtype, the median and range of its times and its time over skbn's; "
+    "then skbn's distance from the memory bound and a float32 accuracy check.",
     add_arguments=_add_arguments,
     run=_run,
 )

@@ -109,3 +109,23 @@ def fail(command: str, message: str, status: int) -> int:
     """Print ``skbn COMMAND: error: MESSAGE`` on stderr; return ``status``."""
     print(f"skbn {command}: error: {message}", file=sys.stderr)
     return status
+
+
+def set_threads(threads: int | None) -> int:
+    """Set Numba's thread count to ``threads`` (at most its maximum, the
+    cores it found); None keeps the default.  Returns the count in force."""
+    import numba
+
+    if threads:
+        limit = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined, unused-ignore]
+        numba.set_num_threads(min(threads, limit))
+    return int(numba.get_num_threads())
+
+
+def threads_line(
+    threads: int, asked: int | None, peers: str = "NumPy and StandardScaler on 1"
+) -> str:
+    """The header's words on threads: skbn's count and where it came from,
+    then ``peers``, e.g. ``"NumPy and StandardScaler on 1"``."""
+    source = f"--threads {asked}" if asked else "Numba's default; set with --threads"
+    return f"skbn on {threads} Numba thread{'s' * (threads != 1)} ({source}), {peers}"

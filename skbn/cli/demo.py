@@ -3,7 +3,8 @@
 Three parts: batch norm and a linear classifier trained together one batch at
 a time (the out-of-core pattern), BatchNormalizer cross-validated as an
 ordinary Pipeline step, and a timing against the two things a user would
-otherwise use (StandardScaler and plain NumPy).
+otherwise use (StandardScaler and plain NumPy), like against like: float32 in
+and out for all three, interleaved runs, each row's threads and spread.
 """
 
 import argparse
@@ -17,7 +18,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 
 from .. import _bench
 from ..batch_norm import BatchNormalizer
-from .common import Command, positive_int
+from .common import Command, positive_int, set_threads, threads_line
 
 
 def _add_arguments(demo: argparse.ArgumentParser) -> None:
@@ -31,7 +32,18 @@ def _add_arguments(demo: argparse.ArgumentParser) -> None:
         "--features", **count, default=64, help="columns of the timed array (64)"
     )
     demo.add_argument(
-        "--repeats", **count, default=5, help="timed runs; the median is shown (5)"
+        "--repeats",
+        **count,
+        default=7,
+        help="interleaved timing rounds; the median and range are shown (7)",
+    )
+    demo.add_argument(
+        "--threads",
+        **count,
+        default=None,
+        metavar="N",
+        help="Numba threads for skbn; NumPy and StandardScaler run on one, so "
+        "--threads 1 compares like with like (default: Numba's, all cores)",
     )
     demo.add_argument("--seed", type=int, default=0, help="random seed (0)")
 
@@ -40,7 +52,7 @@ def _run(args: argparse.Namespace) -> int:
     X, y = load_digits(return_X_y=True)
     _streaming(X, y, args.batch_size, args.epochs, args.seed)
     _pipeline(X, y)
-    _speed(args.rows, args.features, args.repeats, args.seed)
+    _speed(args.rows, args.features, args.repeats, args.seed, args.threads)
     return 0
 
 
@@ -50,7 +62,8 @@ COMMAND = Command(
     description="Train BatchNormalizer + SGDClassifier batch by batch on "
     "scikit-learn's digits data, cross-validate a BatchNormalizer + "
     "LogisticRegression pipeline, and time BatchNormalizer against "
-    "StandardScaler and plain NumPy on a synthetic float32 array.",
+    "StandardScaler and plain NumPy on a synthetic float32 array (float32 "
+    "out for all three; each row's threads, median and range).",
     add_arguments=_add_arguments,
     run=_run,
 )
@@ -105,30 +118,35 @@ def _pipeline(X: np.ndarray, y: np.ndarray) -> None:
     print(f"  accuracy: {scores.mean():.3f} +/- {scores.std():.3f}")
 
 
-def _speed(rows: int, features: int, repeats: int, seed: int) -> None:
-    """Time BatchNormalizer against the two things a user would otherwise use."""
+def _speed(
+    rows: int, features: int, repeats: int, seed: int, threads: int | None
+) -> None:
+    """Time BatchNormalizer against the two things a user would otherwise use.
+
+    Each does the same work: float32 in, float32 out, the batch's own mean
+    and variance; interleaved rounds, so a slow moment of a shared machine
+    hits all three alike.
+    """
+    used = set_threads(threads)
     rng = np.random.default_rng(seed)
     X = rng.normal(3.0, 2.0, size=(rows, features)).astype(np.float32)
-    results = _bench.run(
-        _bench.cases(
-            X,
-            operations=("fit_transform",),
-            peers=("skbn", "numpy", "StandardScaler"),
-        ),
-        repeats=repeats,
+    named = _bench.cases(
+        X, operations=("fit_transform",), peers=("skbn", "numpy", "StandardScaler")
     )
-    names = {
+    named = {k: v for k, v in named.items() if k.endswith(" fit_transform")}
+    results = _bench.run(named, repeats=repeats)
+    labels = {
         "skbn fit_transform": "skbn BatchNormalizer().fit_transform(X)",
-        "StandardScaler fit_transform": "sklearn StandardScaler().fit(X).transform(X)",
-        "numpy fit_transform": "NumPy (X - mean) / sqrt(var + eps)",
+        "NumPy fit_transform": "NumPy (X - X.mean(0)) / np.sqrt(X.var(0) + eps)",
+        "StandardScaler fit_transform": "StandardScaler().fit(X).transform(X)",
     }
-    ref = results["skbn fit_transform"].median
-    width = max(map(len, names.values()))
     print(
-        f"\nSpeed: {rows} x {features} float32, median of {repeats} runs, "
-        "JIT warm-up excluded"
+        f"\nSpeed: {rows} x {features} float32 in, {repeats} interleaved "
+        "rounds, JIT warm-up excluded\n  " + threads_line(used, threads)
     )
-    print(f"  {'':<{width}}  {'ms':>8}  {'time / skbn':>11}")
-    for key, name in names.items():
-        sec = results[key].median
-        print(f"  {name:<{width}}  {sec * 1e3:8.1f}  {sec / ref:10.2f}x")
+    print(_bench.timing_table(results, labels=labels, indent="  "))
+    if used != 1:
+        print(
+            f"  skbn's {used} threads against the others' one: "
+            "--threads 1 times one thread each."
+        )
