@@ -167,7 +167,7 @@ def large(shape, dtype, repeats, threads):
     # skbn and its peers exactly as `skbn bench` times them.
     peers = _bench.cases(X, ("fit", "transform", "fit_transform"), threads)
     wanted = ["skbn fit", "skbn transform", "skbn fit_transform"]
-    wanted += ["StandardScaler fit_transform", "torch fit_transform"]
+    wanted += ["StandardScaler fit_transform", "PyTorch fit_transform"]
     cases = {
         "one read (Numba sum)": lambda: one_read(X),
         "fresh copy (Numba)": lambda: copy_into(X, np.empty_like(X)),
@@ -188,7 +188,7 @@ def large(shape, dtype, repeats, threads):
         # Noise, or a floor loop slower than it should be: either way the
         # "the most" ratios below are not bounds in this run.
         print("  note: skbn beat a floor by more than 5 %; rerun before trusting it")
-    for peer in ("StandardScaler", "torch"):
+    for peer in ("StandardScaler", "PyTorch"):
         if f"{peer} fit_transform" in t:
             pt = t[f"{peer} fit_transform"]
             _line(f"{peer} / skbn", pt / sk, "x")
