@@ -176,20 +176,13 @@ def _run_fit(args: argparse.Namespace) -> int:
             args.data, lambda r: normalize_axis(args.axis, max(len(r.shape), 2))
         )
         bn = BatchNormalizer(momentum=args.momentum, axis=args.axis)
-        # Rows read, NaN or not (n_samples_seen_ counts per feature).
-        n_rows = [0]
-
-        def fit_batch(start: int, rows: np.ndarray) -> None:
-            bn.partial_fit(rows)
-            n_rows[0] += len(rows)
-
-        _stream(reader, args, "fit", fit_batch)
+        _stream(reader, args, "fit", lambda start, rows: bn.partial_fit(rows))
         bn.save(args.output)
     except _USER_ERRORS as exc:
         return _error("fit", exc)
     if not args.quiet:
         print(
-            f"fitted {bn.n_features_in_} features on {n_rows[0]} rows in "
+            f"fitted {bn.n_features_in_} features on {reader.shape[0]} rows in "
             f"{_plural(bn.n_batches_seen_, 'batch', 'batches')}; state written "
             f"to {args.output}"
         )
