@@ -142,19 +142,21 @@ def test_kernels_within_two_pass_for_any_block_and_task_count(serial, n_tasks, d
     X = np.nan_to_num(X, nan=float(X.flat[0]) if np.isfinite(X.flat[0]) else 0.0)
     X = np.ascontiguousarray(X)
     block = data.draw(st.sampled_from([1, 4, 7, 1000]))
-    suffix = "_serial" if serial else ""
+
+    def kernel(name):
+        k = getattr(cpu, name)
+        return k.serial if serial else k
+
     w = np.ones(X.shape[0])
     for name, args in KERNELS:
-        count, mean, m2 = getattr(cpu, name + suffix)(*args(X, w), block, n_tasks)
+        count, mean, m2 = kernel(name)(*args(X, w), block, n_tasks)
         within_two_pass(m2 / count, X, -1)
     x3 = np.ascontiguousarray(X.T)[None]  # (1, d, n): segments and channels
     seg = data.draw(st.sampled_from([1, 5, 8192]))
     for got in (
-        getattr(cpu, "segments_moments" + suffix)(x3, seg, n_tasks),
-        getattr(cpu, "segments_moments_masked" + suffix)(
-            x3, np.ones((1, x3.shape[2])), seg, n_tasks
-        ),
-        getattr(cpu, "channels_moments" + suffix)(x3[0], seg),
+        kernel("segments_moments")(x3, seg, n_tasks),
+        kernel("segments_moments_masked")(x3, np.ones((1, x3.shape[2])), seg, n_tasks),
+        kernel("channels_moments")(x3[0], seg),
     ):
         within_two_pass(got[2] / got[0], X, -1)
 

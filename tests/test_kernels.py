@@ -17,8 +17,11 @@ DTYPES = [np.float32, np.float64]
 
 def twins(name):
     """A kernel and, where it has one, its serial twin (same code, no threads)."""
-    names = [name, f"{name}_serial"]
-    return [pytest.param(getattr(cpu, n), id=n) for n in names if hasattr(cpu, n)]
+    kernel = getattr(cpu, name)
+    kernels = [(name, kernel)]
+    if hasattr(kernel, "serial"):
+        kernels.append((f"{name}_serial", kernel.serial))
+    return [pytest.param(k, id=n) for n, k in kernels]
 
 
 # -- helpers ---------------------------------------------------------------------
@@ -602,7 +605,7 @@ MOMENT_KERNELS = [
     "segments_moments",
     "segments_moments_masked",
 ]
-SPIED = [n for k in MOMENT_KERNELS for n in (k, f"{k}_serial") if hasattr(cpu, n)]
+SPIED = [n for k in MOMENT_KERNELS for n in (k, f"{k}_serial")]
 
 
 def _run_all_paths(seed):
@@ -646,14 +649,19 @@ def test_bit_identical_for_one_and_two_threads(restore_threads, blocks, monkeypa
         pytest.skip("Numba has a single thread here")
     # Record the task counts: with a single task the test would prove nothing.
     tasks = {name: [] for name in SPIED}
-    for name in SPIED:
-        kernel = getattr(cpu, name)
 
-        def spy(*args, _kernel=kernel, _name=name):
+    def spying(kernel, name):
+        def spy(*args):
             # n_tasks is the last int (an optional reference array may follow).
-            tasks[_name].append([a for a in args if isinstance(a, int)][-1])
-            return _kernel(*args)
+            tasks[name].append([a for a in args if isinstance(a, int)][-1])
+            return kernel(*args)
 
+        return spy
+
+    for name in MOMENT_KERNELS:
+        kernel = getattr(cpu, name)
+        spy = spying(kernel, name)
+        spy.serial = spying(kernel.serial, f"{name}_serial")
         monkeypatch.setattr(cpu, name, spy)
     numba.set_num_threads(1)
     one = _run_all_paths(7)
@@ -713,8 +721,8 @@ def test_grad_lane_sums_at_chunk_boundaries(rng, inner):
     s_ref = dy64.sum(axis=(0, 2))
     q_ref = (dy64 * (x64 - mean[None, :, None])).sum(axis=(0, 2))
     tol = 1e-9 * (np.abs(dy64) * (1.0 + np.abs(x64 - mean[None, :, None]))).sum()
-    for name in ("segments_grad_sums", "segments_grad_sums_serial"):
-        s, q = getattr(cpu, name)(x, dy, mean, 8192, 2)
+    for kernel in (cpu.segments_grad_sums, cpu.segments_grad_sums.serial):
+        s, q = kernel(x, dy, mean, 8192, 2)
         assert_allclose(s, s_ref, rtol=0, atol=tol)
         assert_allclose(q, q_ref, rtol=0, atol=tol)
     # Layer norm's view (N, 1, 1, features, 1): the sums run over the

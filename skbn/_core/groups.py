@@ -58,7 +58,7 @@ def groups_moments(x5):
     # of values (see the chunked_moments kernel).
     k = x3.shape[2]
     chunk = max(1, _config.SEGMENT_LEN // k)
-    kernel = plan.pick(cpu.chunked_moments, cpu.chunked_moments_serial, x3.size)
+    kernel = plan.pick(cpu.chunked_moments, x3.size)
     res = kernel(x3, chunk, _config.SEGMENT_LEN, k < TRANSPOSE_BELOW)
     if cpu.all_finite(res[1], res[2]):
         return Moments(*res)
@@ -99,7 +99,7 @@ def groups_normalize(x5, gamma, beta, eps, training):
     g = np.ones((G, Cg)) if gamma is None else gamma.reshape(G, Cg)
     b = np.zeros((G, Cg)) if beta is None else beta.reshape(G, Cg)
     y5 = np.empty_like(x5)
-    kernel = plan.pick(cpu.groups_affine, cpu.groups_affine_serial, x5.size)
+    kernel = plan.pick(cpu.groups_affine, x5.size)
     kernel(x5, mean, inv, g, b, y5)
     return y5, mean, inv
 
@@ -121,7 +121,7 @@ def groups_backward(x5, dy5, mean, inv_std, gamma):
     N, S1, G, Cg, S2 = x5.shape
     g = np.ones((G, Cg)) if gamma is None else gamma.reshape(G, Cg)
     size = x5.size
-    sums = plan.pick(cpu.groups_grad_sums, cpu.groups_grad_sums_serial, size)
+    sums = plan.pick(cpu.groups_grad_sums, size)
     # Each task keeps its own per-channel sums: at most 1/16 of its share of
     # the data, or they would cost more than the data when the channels are
     # many and the samples few (layer norm over whole images).
@@ -129,6 +129,6 @@ def groups_backward(x5, dy5, mean, inv_std, gamma):
     a, b, dgamma, dbeta = sums(x5, dy5, mean, inv_std, g, n_tasks)
     m = S1 * Cg * S2
     dx5 = np.empty_like(x5)
-    kernel = plan.pick(cpu.groups_grad_dx, cpu.groups_grad_dx_serial, size)
+    kernel = plan.pick(cpu.groups_grad_dx, size)
     kernel(x5, dy5, mean, inv_std, g, inv_std * a / m, inv_std**3 * b / m, dx5)
     return dx5, dgamma.reshape(-1), dbeta.reshape(-1)

@@ -51,7 +51,7 @@ def _rows_moments(x2, *ref):
     n, d = x2.shape
     block = plan.block_rows(d, x2.itemsize)
     n_tasks = plan.n_tasks(x2.size, (n + block - 1) // block)
-    kernel = plan.pick(cpu.rows_moments, cpu.rows_moments_serial, x2.size)
+    kernel = plan.pick(cpu.rows_moments, x2.size)
     return kernel(x2, block, n_tasks, *ref)
 
 
@@ -63,12 +63,10 @@ def _dense_moments(x3):
         if outer == 1 and d >= _config.MIN_CHANNELS_PER_ROW:
             # One channel per thread: no (tasks x channels) table, which for
             # per-sample statistics (a channel per sample) would be huge.
-            kernel = plan.pick(
-                cpu.channels_moments, cpu.channels_moments_serial, x3.size
-            )
+            kernel = plan.pick(cpu.channels_moments, x3.size)
             return kernel(x3.reshape(d, inner), seg)
         units = outer * d * ((inner + seg - 1) // seg)
-        kernel = plan.pick(cpu.segments_moments, cpu.segments_moments_serial, x3.size)
+        kernel = plan.pick(cpu.segments_moments, x3.size)
         return kernel(x3, seg, plan.n_tasks(x3.size, units))
     x2 = x3.reshape(outer, d)
     k = plan.fold(outer, d)
@@ -94,14 +92,12 @@ def _masked_moments(x3, w2):
     if inner > 1:
         seg = _config.SEGMENT_LEN
         units = outer * d * ((inner + seg - 1) // seg)
-        kernel = plan.pick(
-            cpu.segments_moments_masked, cpu.segments_moments_masked_serial, x3.size
-        )
+        kernel = plan.pick(cpu.segments_moments_masked, x3.size)
         return kernel(x3, w2, seg, plan.n_tasks(x3.size, units))
     x2 = x3.reshape(outer, d)
     block = plan.block_rows(d, x2.itemsize)
     n_tasks = plan.n_tasks(x2.size, (outer + block - 1) // block)
-    kernel = plan.pick(cpu.rows_moments_masked, cpu.rows_moments_masked_serial, x2.size)
+    kernel = plan.pick(cpu.rows_moments_masked, x2.size)
     return kernel(x2, w2, block, n_tasks)
 
 

@@ -158,10 +158,10 @@ def affine(layout, shift, scale, offset, out=None, feature_names=None):
     y3 = np.empty_like(x3) if out is None else out
     outer, d, inner = x3.shape
     if inner > 1:
-        kernel = plan.pick(cpu.segments_affine, cpu.segments_affine_serial, x3.size)
+        kernel = plan.pick(cpu.segments_affine, x3.size)
         finite = math.isfinite(kernel(x3, shift, scale, offset, y3))
     else:
-        kernel = plan.pick(cpu.rows_affine, cpu.rows_affine_serial, x3.size)
+        kernel = plan.pick(cpu.rows_affine, x3.size)
 
         def run(x2, y2, shift, scale, offset):
             block = plan.block_rows(x2.shape[1], x2.itemsize)
@@ -420,9 +420,9 @@ def grad_sums(x3, dy3, mean):
     if inner > 1:
         seg = _config.SEGMENT_LEN
         units = outer * d * ((inner + seg - 1) // seg)
-        kernel = plan.pick(cpu.segments_grad_sums, cpu.segments_grad_sums_serial, size)
+        kernel = plan.pick(cpu.segments_grad_sums, size)
         return kernel(x3, dy3, mean, seg, plan.n_tasks(size, units))
-    kernel = plan.pick(cpu.rows_grad_sums, cpu.rows_grad_sums_serial, size)
+    kernel = plan.pick(cpu.rows_grad_sums, size)
 
     def run(x2, g2, m):
         block = plan.block_rows(x2.shape[1], x2.itemsize)
@@ -452,10 +452,10 @@ def grad_dx(x3, dy3, mean, a, b, c, out3):
     """
     outer, d, inner = x3.shape
     if inner > 1:
-        kernel = plan.pick(cpu.segments_grad_dx, cpu.segments_grad_dx_serial, x3.size)
+        kernel = plan.pick(cpu.segments_grad_dx, x3.size)
         kernel(x3, dy3, mean, a, b, c, out3)
         return
-    kernel = plan.pick(cpu.rows_grad_dx, cpu.rows_grad_dx_serial, x3.size)
+    kernel = plan.pick(cpu.rows_grad_dx, x3.size)
 
     def run(x2, g2, o2, mean, a, b, c):
         kernel(x2, g2, mean, a, b, c, o2, plan.block_rows(x2.shape[1], x2.itemsize))

@@ -14,15 +14,17 @@ import numpy as np
 from .. import _config
 
 
-def pick(parallel, serial, n_elements):
-    """The parallel kernel for large inputs, its serial twin for small ones
-    and wherever Numba's threading layer is not safe to launch from several
-    Python threads (see :func:`skbn._config.use_parallel`).
+def pick(kernel, n_elements):
+    """``kernel`` (compiled with threads) for large inputs, its serial twin
+    ``kernel.serial`` for small ones and wherever Numba's threading layer is
+    not safe to launch from several Python threads (see
+    :func:`skbn._config.use_parallel`).
 
     Parameters
     ----------
-    parallel, serial : callable
-        The two compilations of one kernel (same bits).
+    kernel : callable
+        A kernel of :func:`skbn._kernels.cpu.parallel_kernel`: the two
+        compilations give the same bits.
     n_elements : int
         Size of the input.
 
@@ -30,7 +32,7 @@ def pick(parallel, serial, n_elements):
     -------
     callable
     """
-    return parallel if _config.use_parallel(n_elements) else serial
+    return kernel if _config.use_parallel(n_elements) else kernel.serial
 
 
 def n_tasks(n_elements, n_units):

@@ -85,7 +85,7 @@ def check_structure(by_rows, data, indices, indptr, shape):
             f"); got {int(indptr[0])} and {nnz}."
         )
     indices = indices[:nnz]
-    kernel = plan.pick(cpu.check_structure, cpu.check_structure_serial, nnz)
+    kernel = plan.pick(cpu.check_structure, nnz)
     code = kernel(indptr, indices, n_minor, plan.n_tasks(nnz + n_major, n_major))
     if code == cpu.BAD_INDPTR:
         raise ValueError(f"X is a malformed {what} matrix: indptr must not decrease.")
@@ -111,7 +111,7 @@ def is_canonical(c):
     """
     n_major = c.indptr.size - 1
     size = c.data.size + n_major
-    kernel = plan.pick(cpu.is_canonical, cpu.is_canonical_serial, size)
+    kernel = plan.pick(cpu.is_canonical, size)
     return bool(kernel(c.indptr, c.indices, plan.n_tasks(size, n_major)))
 
 
@@ -129,9 +129,7 @@ def inf_features(c):
 def check_no_inf(c, feature_names=None):
     """Raise the error for an infinite value if ``c`` stores one (before
     its values are overwritten in place)."""
-    n_tasks = plan.n_tasks(c.data.size, c.data.size)
-    kernel = plan.pick(cpu.count_inf, cpu.count_inf_serial, c.data.size)
-    if kernel(c.data, n_tasks):
+    if plan.pick(cpu.count_inf, c.data.size)(c.data):
         raise_inf_features(inf_features(c), feature_names)
 
 
@@ -190,14 +188,14 @@ def moments(c, sample_weight=None, feature_names=None):
     size = c.data.size + n
     if c.by_rows:
         arrays = (c.data, c.indices, c.indptr)
-        kernel = plan.pick(cpu.csr_sums, cpu.csr_sums_serial, size)
+        kernel = plan.pick(cpu.csr_sums, size)
         count, zeros, shift = cpu.sum_tables(*kernel(*arrays, d, w, weighted, n_tasks))
-        kernel = plan.pick(cpu.csr_deviations, cpu.csr_deviations_serial, size)
+        kernel = plan.pick(cpu.csr_deviations, size)
         q, e = kernel(*arrays, w, weighted, n_tasks, shift)
         res = (count, *cpu.finish_tables(shift, count, zeros, q, e))
     else:
         total = float(np.sum(w)) if weighted else float(n)
-        kernel = plan.pick(cpu.csc_moments, cpu.csc_moments_serial, size)
+        kernel = plan.pick(cpu.csc_moments, size)
         res = kernel(c.data, c.indices, c.indptr, n, w, weighted, total)
     if cpu.all_finite(res[1], res[2]):
         return in_units(res, unit, sample_weight)
@@ -227,10 +225,10 @@ def scale_values(c, scale, out, feature_names=None):
     """
     nnz = c.data.size
     if c.by_rows:
-        kernel = plan.pick(cpu.scale_by_index, cpu.scale_by_index_serial, nnz)
+        kernel = plan.pick(cpu.scale_by_index, nnz)
         bad = kernel(c.data, c.indices, scale, out, plan.n_tasks(nnz, nnz))
     else:
-        kernel = plan.pick(cpu.scale_by_slice, cpu.scale_by_slice_serial, nnz)
+        kernel = plan.pick(cpu.scale_by_slice, nnz)
         bad = kernel(c.data, c.indptr, scale, out)
     if bad:
         raise_inf_features(inf_features(c), feature_names)

@@ -2,12 +2,12 @@
 the rows and segments layouts, with a flag for non-finite inputs."""
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from .common import JIT, block_count, block_range, serial_twin, split_index
+from .common import JIT, block_count, block_range, parallel_kernel, split_index
 
 
-@njit(parallel=True, **JIT)
+@parallel_kernel(JIT)
 def rows_affine(x, shift, scale, offset, out, block):
     """``out = (x - shift) * scale + offset`` per column of ``x`` (n, d).
 
@@ -32,7 +32,7 @@ def rows_affine(x, shift, scale, offset, out, block):
     return flags.sum()
 
 
-@njit(parallel=True, **JIT)
+@parallel_kernel(JIT)
 def segments_affine(x, shift, scale, offset, out):
     """``out = (x - shift) * scale + offset`` per channel of ``x`` (outer, c, inner).
 
@@ -52,7 +52,3 @@ def segments_affine(x, shift, scale, offset, out):
             out[o, ch, i] = (v - m) * a + b
         flags[oc] = acc
     return flags.sum()
-
-
-rows_affine_serial = serial_twin(rows_affine, "rows_affine_serial")
-segments_affine_serial = serial_twin(segments_affine, "segments_affine_serial")

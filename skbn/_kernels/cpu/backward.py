@@ -42,14 +42,18 @@ from .common import (
     SUMS_JIT,
     block_count,
     block_range,
+    parallel_kernel,
     segment_unit,
     segment_units,
-    serial_twin,
     split_index,
     task_range,
 )
 from .lanes import grad_lane_sums, scaled_grad_lane_sums, scratch_lanes
-from .moments import rows_moments_serial, segments_moments_serial
+from .moments import rows_moments, segments_moments
+
+# Compiled code calls a module-level function, not an attribute of one.
+rows_moments_serial = rows_moments.serial
+segments_moments_serial = segments_moments.serial
 
 
 @njit(**SUMS_JIT)
@@ -61,7 +65,7 @@ def sum_tasks(part):
     return out
 
 
-@njit(parallel=True, **SUMS_JIT)
+@parallel_kernel(SUMS_JIT)
 def chunked_moments(x, chunk, seg_len, transpose):
     """Per-feature moments of ``x`` (1, c, inner) for very many features.
 
@@ -101,7 +105,7 @@ def chunked_moments(x, chunk, seg_len, transpose):
 # -- batch norm: rows (n, d) -----------------------------------------------------
 
 
-@njit(parallel=True, **SUMS_JIT)
+@parallel_kernel(SUMS_JIT)
 def rows_grad_sums(x, dy, mean, block, n_tasks):
     """Per-column ``sum(dy)`` and ``sum(dy * (x - mean))`` of (n, d) arrays."""
     n, d = x.shape
@@ -141,7 +145,7 @@ def rows_grad_sums(x, dy, mean, block, n_tasks):
     return sum_tasks(s_part), sum_tasks(q_part)
 
 
-@njit(parallel=True, **SUMS_JIT)
+@parallel_kernel(SUMS_JIT)
 def rows_grad_dx(x, dy, mean, a, b, c, out, block):
     """``out = a * dy - b * (x - mean) - c`` per column of (n, d) arrays."""
     n, d = x.shape
@@ -155,7 +159,7 @@ def rows_grad_dx(x, dy, mean, a, b, c, out, block):
 # -- batch norm: segments (outer, c, inner) ---------------------------------------
 
 
-@njit(parallel=True, **SUMS_JIT)
+@parallel_kernel(SUMS_JIT)
 def segments_grad_sums(x, dy, mean, seg_len, n_tasks):
     """Per-channel ``sum(dy)`` and ``sum(dy * (x - mean))`` of (outer, c, inner)."""
     outer, c, inner = x.shape
@@ -173,7 +177,7 @@ def segments_grad_sums(x, dy, mean, seg_len, n_tasks):
     return sum_tasks(s_part), sum_tasks(q_part)
 
 
-@njit(parallel=True, **SUMS_JIT)
+@parallel_kernel(SUMS_JIT)
 def segments_grad_dx(x, dy, mean, a, b, c, out):
     """``out = a * dy - b * (x - mean) - c`` per channel of (outer, c, inner)."""
     outer, nc, inner = x.shape
@@ -190,7 +194,7 @@ def segments_grad_dx(x, dy, mean, a, b, c, out):
 # -- per-sample norms: groups (N, S1, G, Cg, S2) ------------------------------------
 
 
-@njit(parallel=True, **SUMS_JIT)
+@parallel_kernel(SUMS_JIT)
 def groups_affine(x, mean, inv_std, gamma, beta, out):
     """``out = (x - mean[n, g]) * inv_std[n, g] * gamma[g, c] + beta[g, c]``.
 
@@ -216,7 +220,7 @@ def groups_affine(x, mean, inv_std, gamma, beta, out):
                         out[n, s1, g, ch, s] = (x[n, s1, g, ch, s] - m) * a + b
 
 
-@njit(parallel=True, **SUMS_JIT)
+@parallel_kernel(SUMS_JIT)
 def groups_grad_sums(x, dy, mean, inv_std, gamma, n_tasks):
     """The sums of the per-sample backward pass.
 
@@ -276,7 +280,7 @@ def groups_grad_sums(x, dy, mean, inv_std, gamma, n_tasks):
     return a, b, sum_tasks(dg_part), sum_tasks(db_part)
 
 
-@njit(parallel=True, **SUMS_JIT)
+@parallel_kernel(SUMS_JIT)
 def groups_grad_dx(x, dy, mean, inv_std, gamma, p, q, out):
     """``out = inv_std * gamma * dy - p - q * (x - mean)``, ``p``, ``q`` per (n, g)."""
     N, S1, G, Cg, S2 = x.shape
@@ -300,13 +304,3 @@ def groups_grad_dx(x, dy, mean, inv_std, gamma, p, q, out):
                         out[n, s1, g, ch, s] = (
                             k * dy[n, s1, g, ch, s] - pg - qg * (x[n, s1, g, ch, s] - m)
                         )
-
-
-chunked_moments_serial = serial_twin(chunked_moments, "chunked_moments_serial")
-rows_grad_sums_serial = serial_twin(rows_grad_sums, "rows_grad_sums_serial")
-rows_grad_dx_serial = serial_twin(rows_grad_dx, "rows_grad_dx_serial")
-segments_grad_sums_serial = serial_twin(segments_grad_sums, "segments_grad_sums_serial")
-segments_grad_dx_serial = serial_twin(segments_grad_dx, "segments_grad_dx_serial")
-groups_affine_serial = serial_twin(groups_affine, "groups_affine_serial")
-groups_grad_sums_serial = serial_twin(groups_grad_sums, "groups_grad_sums_serial")
-groups_grad_dx_serial = serial_twin(groups_grad_dx, "groups_grad_dx_serial")

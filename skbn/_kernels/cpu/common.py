@@ -1,5 +1,6 @@
-"""What every CPU kernel module shares: the JIT option dicts, the serial
-twins, and how work is cut into blocks, tasks and segment units.
+"""What every CPU kernel module shares: the JIT option dicts, the parallel
+kernels' compilation with their serial twins, and how work is cut into
+blocks, tasks and segment units.
 
 The option dicts decide the bits: which functions may be rewritten by the
 optimizer and which run in IEEE arithmetic (see the comments at each).  A
@@ -97,13 +98,35 @@ def task_range(t, n_tasks, n_units):
     return t * n_units // n_tasks, (t + 1) * n_units // n_tasks
 
 
-def serial_twin(kernel, name):
-    """The same kernel compiled without threads, for inputs too small to pay
-    for waking them (``prange`` is ``range`` there).  A distinct name keeps
-    the two apart in Numba's on-disk cache."""
-    f = kernel.py_func
-    g = types.FunctionType(f.__code__, f.__globals__, name, f.__defaults__)
-    g.__qualname__ = name
-    # The original's fast-math flags (``SUMS_JIT`` or ``JIT``), so that the
-    # twins give the same bits.
-    return njit(**{**JIT, "fastmath": kernel.targetoptions["fastmath"]})(g)
+def parallel_kernel(options):
+    """Compile a kernel twice: with threads (``prange``), returned, and
+    without them, as its ``.serial`` attribute.
+
+    The serial twin is for inputs too small to pay for waking the threads,
+    and for callers on threads of their own (see :func:`skbn._core.plan.pick`);
+    ``prange`` is ``range`` there.  Both use ``options``' fast-math flags
+    (``SUMS_JIT``, ``JIT`` or ``IEEE``), so they give the same bits.  The twin's
+    distinct name (``<kernel>_serial``) keeps the two apart in Numba's on-disk
+    cache.
+
+    Parameters
+    ----------
+    options : dict
+        One of the option dicts above.
+
+    Returns
+    -------
+    callable
+        A decorator for the kernel's Python function.
+    """
+
+    def compile_both(f):
+        kernel = njit(parallel=True, **options)(f)
+        name = f"{f.__name__}_serial"
+        g = types.FunctionType(f.__code__, f.__globals__, name, f.__defaults__)
+        g.__qualname__ = name
+        g.__doc__ = f.__doc__
+        kernel.serial = njit(**options)(g)
+        return kernel
+
+    return compile_both

@@ -16,9 +16,9 @@ from .common import (
     SUMS_JIT,
     block_count,
     block_range,
+    parallel_kernel,
     segment_unit,
     segment_units,
-    serial_twin,
     task_range,
     task_tables,
 )
@@ -99,7 +99,7 @@ def _start_block(k0, ma, shift, srel, s, s2):
     s2[:] = 0.0
 
 
-@njit(parallel=True, **SUMS_JIT)
+@parallel_kernel(SUMS_JIT)
 def rows_moments(x, block, n_tasks, ref=None):
     """Per-column moments of ``x`` (n, d); NaN propagates (no weights).
 
@@ -189,7 +189,7 @@ def rows_moments(x, block, n_tasks, ref=None):
     return out
 
 
-@njit(parallel=True, **SUMS_JIT)
+@parallel_kernel(SUMS_JIT)
 def rows_moments_masked(x, w, block, n_tasks, ref=None):
     """Per-column weighted moments of ``x`` (n, d) that skip NaN entries.
 
@@ -265,7 +265,7 @@ def _run_moments(v, k, ls, lq):
     return nb, loc, m2
 
 
-@njit(parallel=True, **SUMS_JIT)
+@parallel_kernel(SUMS_JIT)
 def channels_moments(x, seg_len, ref=None):
     """Per-row moments of ``x`` (c, inner): the segments layout with
     ``outer == 1`` and many channels (per-sample statistics, Fortran-ordered
@@ -345,7 +345,7 @@ def _segments_tables(x, w, seg_len, n_tasks, k0, masked):
     return cnt, mean, m2
 
 
-@njit(parallel=True, **SUMS_JIT)
+@parallel_kernel(SUMS_JIT)
 def segments_moments(x, seg_len, n_tasks, ref=None):
     """Per-channel moments of ``x`` (outer, c, inner); NaN propagates.
 
@@ -358,7 +358,7 @@ def segments_moments(x, seg_len, n_tasks, ref=None):
     return out
 
 
-@njit(parallel=True, **SUMS_JIT)
+@parallel_kernel(SUMS_JIT)
 def segments_moments_masked(x, w, seg_len, n_tasks, ref=None):
     """Weighted, NaN-skipping per-channel moments of ``x`` (outer, c, inner).
 
@@ -371,14 +371,3 @@ def segments_moments_masked(x, w, seg_len, n_tasks, ref=None):
     if ref is None:
         absolute_means(out[0], out[1], k0)
     return out
-
-
-rows_moments_serial = serial_twin(rows_moments, "rows_moments_serial")
-rows_moments_masked_serial = serial_twin(
-    rows_moments_masked, "rows_moments_masked_serial"
-)
-segments_moments_serial = serial_twin(segments_moments, "segments_moments_serial")
-channels_moments_serial = serial_twin(channels_moments, "channels_moments_serial")
-segments_moments_masked_serial = serial_twin(
-    segments_moments_masked, "segments_moments_masked_serial"
-)

@@ -11,10 +11,14 @@ are bit-identical to the general path.
 
 from numba import njit
 
-from .affine import rows_affine_serial
+from .affine import rows_affine
 from .common import JIT
 from .formulas import all_finite, coefficients, ema_update, population_var
-from .moments import rows_moments_serial
+from .moments import rows_moments
+
+# Compiled code calls a module-level function, not an attribute of one.
+rows_affine_serial = rows_affine.serial
+rows_moments_serial = rows_moments.serial
 
 # What :func:`small_train` writes into ``out`` (its ``normalize`` argument):
 # nothing, the batch normalized by its own statistics (training mode), or

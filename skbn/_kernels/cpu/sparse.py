@@ -28,7 +28,7 @@ before any of them runs: they trust ``indptr`` and ``indices``.
 import numpy as np
 from numba import njit, prange
 
-from .common import IEEE, JIT, serial_twin, task_range, task_tables
+from .common import IEEE, JIT, parallel_kernel, task_range, task_tables
 from .formulas import corrected_m2, ratio
 
 #: :func:`check_structure`'s answers.
@@ -37,7 +37,7 @@ BAD_INDPTR = 1  # indptr decreases, or does not run from 0 to nnz
 BAD_INDEX = 2  # an index outside [0, n_minor)
 
 
-@njit(parallel=True, **JIT)
+@parallel_kernel(JIT)
 def check_structure(indptr, indices, n_minor, n_tasks):
     """Whether ``indptr`` and ``indices`` describe a matrix with ``n_minor``
     minor entries per major slice: :data:`VALID`, :data:`BAD_INDPTR` or
@@ -70,7 +70,7 @@ def check_structure(indptr, indices, n_minor, n_tasks):
     return VALID
 
 
-@njit(parallel=True, **JIT)
+@parallel_kernel(JIT)
 def is_canonical(indptr, indices, n_tasks):
     """Whether the indices of each slice are sorted and unique, for arrays
     that :func:`check_structure` accepted.
@@ -136,7 +136,7 @@ def _from_deviations(shift, count, zeros, q, e):
     return shift + ratio(e, count), corrected_m2(q, e, count)
 
 
-@njit(parallel=True, **IEEE)
+@parallel_kernel(IEEE)
 def csc_moments(data, indices, indptr, n_rows, w, weighted, total):
     """Moments of each column of a CSC matrix, two passes per column.
 
@@ -248,7 +248,7 @@ def _deviations_of_rows(data, indices, indptr, w, r0, r1, shift, q, e):
                 q[j] += wi * (dv * dv)
 
 
-@njit(parallel=True, **IEEE)
+@parallel_kernel(IEEE)
 def csr_sums(data, indices, indptr, d, w, weighted, n_tasks):
     """First pass over a CSR matrix, per task of consecutive rows.
 
@@ -305,7 +305,7 @@ def sum_tables(cnt, zero_w, sums):
     return count, zeros, shift
 
 
-@njit(parallel=True, **IEEE)
+@parallel_kernel(IEEE)
 def csr_deviations(data, indices, indptr, w, weighted, n_tasks, shift):
     """Second pass over a CSR matrix around the per-feature ``shift``:
     ``(tasks, d)`` tables of the weighted sums of ``(x - shift)**2`` and of
@@ -344,7 +344,7 @@ def finish_tables(shift, count, zeros, q, e):
     return mean, m2
 
 
-@njit(parallel=True, **JIT)
+@parallel_kernel(JIT)
 def scale_by_index(data, indices, scale, out, n_tasks):
     """``out[p] = data[p] * scale[indices[p]]``: the normalize step of CSR
     data with shift and offset 0 (the only one that keeps zeros).
@@ -364,7 +364,7 @@ def scale_by_index(data, indices, scale, out, n_tasks):
     return bad.sum()
 
 
-@njit(parallel=True, **JIT)
+@parallel_kernel(JIT)
 def scale_by_slice(data, indptr, scale, out):
     """``out[p] = data[p] * scale[j]`` for the values of column ``j`` of CSC
     data (see :func:`scale_by_index`)."""
@@ -381,25 +381,14 @@ def scale_by_slice(data, indptr, scale, out):
     return bad.sum()
 
 
-@njit(parallel=True, **JIT)
-def count_inf(data, n_tasks):
-    """The number of infinite values in ``data`` (before writing in place)."""
-    nnz = data.size
-    bad = np.zeros(n_tasks, np.int64)
-    for t in prange(n_tasks):
-        p0, p1 = task_range(t, n_tasks, nnz)
-        k = 0
-        for p in range(_at(p0), _at(p1)):
-            k += np.isinf(data[p])
-        bad[t] = k
-    return bad.sum()
+@parallel_kernel(JIT)
+def count_inf(data):
+    """The number of infinite values in ``data`` (before writing in place).
 
-
-check_structure_serial = serial_twin(check_structure, "check_structure_serial")
-is_canonical_serial = serial_twin(is_canonical, "is_canonical_serial")
-csc_moments_serial = serial_twin(csc_moments, "csc_moments_serial")
-csr_sums_serial = serial_twin(csr_sums, "csr_sums_serial")
-csr_deviations_serial = serial_twin(csr_deviations, "csr_deviations_serial")
-scale_by_index_serial = serial_twin(scale_by_index, "scale_by_index_serial")
-scale_by_slice_serial = serial_twin(scale_by_slice, "scale_by_slice_serial")
-count_inf_serial = serial_twin(count_inf, "count_inf_serial")
+    A ``prange`` reduction: an integer count is the same in any order.
+    """
+    k = 0
+    for p in prange(data.size):
+        if np.isinf(data[p]):
+            k += 1
+    return k
