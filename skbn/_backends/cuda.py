@@ -21,6 +21,7 @@ from .._core.moments import moments as host_moments
 from .._core.norm import SpanStats, coefficients
 from .._core.views import Layout, normalize_axis
 from .._validation import validate_metadata, validate_sample_weight, validate_X
+from .common import never_small, refused
 from .cuda_arrays import (
     INSTALL,
     CudaLayout,
@@ -162,14 +163,11 @@ def train_forward(layout, sample_weight, gamma, beta, eps, feature_names=None):
     return _run_moments(layout, sample_weight, feature_names, (gamma, beta, eps))
 
 
-def train_normalize(
-    layout, sample_weight, gamma, beta, eps, running, renorm, vbs, feature_names=None
-):
-    """Refused: ghost batches and Batch Renormalization run on the CPU only."""
-    raise ValueError(
-        "renorm and virtual_batch_size run on the CPU only; got CUDA "
-        "input (or device='cuda'). Use device='cpu' with host data."
-    )
+# Ghost batches and Batch Renormalization run on the CPU only.
+train_normalize = refused(
+    "renorm and virtual_batch_size run on the CPU only; got CUDA "
+    "input (or device='cuda'). Use device='cpu' with host data."
+)
 
 
 def output_buffer(layout, copy, feature_names=None):
@@ -177,9 +175,7 @@ def output_buffer(layout, copy, feature_names=None):
     return layout.x3 if not copy and layout.in_place else None
 
 
-def small_input(X):
-    """False: GPU input never takes the CPU's one-call path."""
-    return False
+small_input = never_small
 
 
 def normalize(layout, shift, scale, offset, out=None, feature_names=None):

@@ -37,6 +37,7 @@ from .._validation import (
     validate_metadata,
     validate_sample_weight,
 )
+from .common import never_small, refused
 from .sparse import is_sparse
 
 NAME = "dask"
@@ -275,10 +276,6 @@ def affine(layout, shift, scale, offset, feature_names=None):
     )
 
 
-def _refuse(what):
-    raise ValueError(f"{what} need in-memory (NumPy) input; got a dask array.")
-
-
 def train_forward(layout, sample_weight, gamma, beta, eps, feature_names=None):
     """The batch's moments (computed now) and the batch normalized by them
     (lazy).
@@ -293,11 +290,10 @@ def train_forward(layout, sample_weight, gamma, beta, eps, feature_names=None):
     return batch, affine(layout, batch.mean, scale, offset, feature_names)
 
 
-def train_normalize(
-    layout, sample_weight, gamma, beta, eps, running, renorm, vbs, feature_names=None
-):
-    """Refused: ghost batches and Batch Renormalization need in-memory data."""
-    _refuse("renorm and virtual_batch_size")
+# Ghost batches and Batch Renormalization need in-memory data.
+train_normalize = refused(
+    "renorm and virtual_batch_size need in-memory (NumPy) input; got a dask array."
+)
 
 
 def output_buffer(layout, copy, feature_names=None):
@@ -311,9 +307,7 @@ def normalize(layout, shift, scale, offset, out=None, feature_names=None):
     return affine(layout, shift, scale, offset, feature_names)
 
 
-def small_input(X):
-    """False: dask input never takes the one-call path."""
-    return False
+small_input = never_small
 
 
 def _per_sample_block(x, *, normalize):

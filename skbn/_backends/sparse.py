@@ -21,6 +21,7 @@ import numpy as np
 
 from .._core import sparse as core_sparse
 from .._validation import FLOAT_TYPES, validate_metadata, validate_sample_weight
+from .common import never_small, refused
 
 NAME = "sparse"
 
@@ -66,13 +67,12 @@ class SparseLayout(NamedTuple):
         return (1,)
 
 
-def _center_error():
-    return ValueError(
-        "Cannot center sparse matrices: pass `with_mean=False` instead. "
-        "Subtracting the mean would turn every implicit zero of X into a "
-        "stored value (a dense matrix); with_mean=False divides by the "
-        "standard deviation only."
-    )
+CENTER_ERROR = (
+    "Cannot center sparse matrices: pass `with_mean=False` instead. "
+    "Subtracting the mean would turn every implicit zero of X into a "
+    "stored value (a dense matrix); with_mean=False divides by the "
+    "standard deviation only."
+)
 
 
 def validate(X, spec, *, reset):
@@ -94,7 +94,7 @@ def validate(X, spec, *, reset):
     n_features : int
     """
     if spec.with_mean:
-        raise _center_error()
+        raise ValueError(CENTER_ERROR)
     axes, n_features = validate_metadata(
         X, X.shape, X.dtype, spec, reset=reset, kind="sparse matrix"
     )
@@ -166,19 +166,13 @@ def moments(layout, sample_weight, feature_names=None):
     return core_sparse.moments(canonical(layout).c, w, feature_names)
 
 
-def train_forward(layout, sample_weight, gamma, beta, eps, feature_names=None):
-    """Refused: normalizing by the batch's mean would densify."""
-    raise _center_error()
-
-
-def train_normalize(
-    layout, sample_weight, gamma, beta, eps, running, renorm, vbs, feature_names=None
-):
-    """Refused: ghost batches and Batch Renormalization need dense input."""
-    raise ValueError(
-        "renorm and virtual_batch_size take dense input only; got a "
-        "scipy.sparse X. Densify it with X.toarray() or drop them."
-    )
+# Normalizing by the batch's mean would densify.
+train_forward = refused(CENTER_ERROR)
+# Ghost batches and Batch Renormalization need dense input.
+train_normalize = refused(
+    "renorm and virtual_batch_size take dense input only; got a "
+    "scipy.sparse X. Densify it with X.toarray() or drop them."
+)
 
 
 def output_buffer(layout, copy, feature_names=None):
@@ -241,6 +235,4 @@ def normalize(layout, shift, scale, offset, out=None, feature_names=None):
     return type(layout.X)((data, c.indices.copy(), c.indptr.copy()), shape=c.shape)
 
 
-def small_input(X):
-    """False: sparse input never takes the one-call path."""
-    return False
+small_input = never_small

@@ -215,6 +215,7 @@ def in_units(res, unit, sample_weight):
     Returns
     -------
     Moments
+        Counts and M2 multiplied by ``unit``; the means as they came.
 
     Raises
     ------

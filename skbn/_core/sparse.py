@@ -169,6 +169,8 @@ def moments(c, sample_weight=None, feature_names=None):
     Returns
     -------
     Moments
+        Per column, the weighted count of its rows (stored NaN left out),
+        the mean and M2 with the implicit zeros counted.
 
     Raises
     ------
