@@ -4,6 +4,8 @@ The docstrings are written for numpydoc (Sphinx roles, ``::`` literal blocks,
 simple tables); mkdocstrings renders Markdown.  This rewrites, in every
 docstring, before rendering:
 
+* a docstring that names shared pieces (``{{eps}}``) as the imported object
+  has it, the pieces filled in;
 * ``:meth:`fit```, ``:class:`~sklearn.pipeline.Pipeline```, ... as code;
 * a paragraph ending in ``::`` as one ending in ``:`` (the indented block
   after it is already a Markdown code block);
@@ -19,6 +21,7 @@ docstring, before rendering:
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Any
 
@@ -171,11 +174,25 @@ def rst_to_markdown(text: str, module: str = "") -> str:
     return _tables(text)
 
 
+def _as_imported(obj: griffe.Object) -> str:
+    """The docstring of ``obj`` as Python reads it once the module is imported.
+
+    A docstring that names a shared piece (``{{eps}}``, see
+    ``skbn._docstrings``) is completed by a decorator at import; griffe reads
+    the source, so the text comes from the imported object instead.
+    """
+    assert obj.docstring is not None
+    if "{{" not in obj.docstring.value:
+        return obj.docstring.value
+    runtime = griffe.dynamic_import(obj.path)
+    if isinstance(runtime, property):
+        runtime = runtime.fget
+    return inspect.cleandoc(runtime.__doc__)
+
+
 class RstToMarkdown(griffe.Extension):
     """Rewrite each docstring once, when griffe has loaded its object."""
 
     def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
         if obj.docstring is not None:
-            obj.docstring.value = rst_to_markdown(
-                obj.docstring.value, obj.module.path
-            )
+            obj.docstring.value = rst_to_markdown(_as_imported(obj), obj.module.path)

@@ -9,6 +9,7 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from . import _monitor, _params
 from ._atomic import AtomicMixin
 from ._backends.numpy import WRITE_BY_BATCH, WRITE_BY_RUNNING, WRITE_NOTHING
+from ._docstrings import shared_docs
 from ._fitted import FITTED_VECTORS
 from ._interop import InteropMixin
 from ._running import RunningStatsMixin
@@ -29,6 +30,7 @@ which one static type cannot say.
 """
 
 
+@shared_docs
 class BatchNormalizer(
     AtomicMixin,
     SpecMixin,
@@ -83,8 +85,7 @@ class BatchNormalizer(
         weighted variance of river's ``EWVar`` and ``AdaptiveStandardScaler``
         (their ``fading_factor`` is ``1 - momentum``).  With ``momentum=None``
         (exact pooling) ``ema`` changes nothing.
-    eps : float > 0, default=1e-5
-        Added to the variance before the square root.
+    {{eps}}
     axis : int or tuple of int, default=-1
         Feature axis or axes: each index along them keeps its own statistics,
         all other axes are reduced.  ``-1`` is per column of 2-D
@@ -169,9 +170,7 @@ class BatchNormalizer(
         Number of batches seen since the last :meth:`fit` (``fit`` counts one).
     n_features_in_ : int
         Number of features (indices along ``axis``).
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Names of features seen during :meth:`fit`, when ``X`` has string
-        column names.
+    {{feature_names_in_}}
     batch_stats_ : BatchStats
         Only with ``track_batch_stats=True``: arrays ``batch``, ``n_samples``,
         ``mean``, ``var``, ``running_mean`` and ``running_var`` of the last
@@ -316,10 +315,7 @@ class BatchNormalizer(
         ----------
         X : array-like of shape (n_samples, n_features) or N-D
             Training data.  NaN values are ignored.
-        y : None
-            Ignored.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weight of each sample (entry along axis 0).
+        {{y_and_sample_weight}}
 
         Returns
         -------
@@ -350,10 +346,7 @@ class BatchNormalizer(
         ----------
         X : array-like of shape (n_samples, n_features) or N-D
             Training data.  NaN values are ignored when fitting.
-        y : None
-            Ignored.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weight of each sample.
+        {{y_and_sample_weight}}
 
         Returns
         -------
@@ -384,10 +377,7 @@ class BatchNormalizer(
         ----------
         X : array-like of shape (n_samples, n_features) or N-D
             One mini-batch.  NaN values are ignored.
-        y : None
-            Ignored.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weight of each sample.
+        {{y_and_sample_weight}}
 
         Returns
         -------
@@ -422,10 +412,7 @@ class BatchNormalizer(
         ----------
         X : array-like of shape (n_samples, n_features) or N-D
             One mini-batch.
-        y : None
-            Ignored.
-        sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weight of each sample.
+        {{y_and_sample_weight}}
 
         Returns
         -------
@@ -501,9 +488,11 @@ class BatchNormalizer(
         >>> import numpy as np
         >>> from skbn import BatchNormalizer
         >>> X = np.array([[1.0, 10.0], [3.0, 30.0]])
-        >>> bn = BatchNormalizer().fit(X)
-        >>> np.allclose(bn.inverse_transform(bn.transform(X)), X)
-        True
+        >>> bn = BatchNormalizer()
+        >>> Z = bn.fit_transform(X)
+        >>> bn.inverse_transform(Z)
+        array([[ 1., 10.],
+               [ 3., 30.]])
         """
         return self._apply(X, copy, inverse=True)
 

@@ -70,6 +70,7 @@ from ._core.views import (
     normalize_axis,
     restore_view,
 )
+from ._docstrings import shared_docs
 from ._params import (
     affine_vector,
     check_ema,
@@ -97,6 +98,7 @@ __all__ = [
 # -- batch norm: public pair --
 
 
+@shared_docs
 def batch_norm_forward(
     x: ArrayLike,
     gamma: float | ArrayLike | None,
@@ -127,8 +129,7 @@ def batch_norm_forward(
         Scale and shift, a scalar or one value per feature (flat, or in the
         shape of the feature axes, e.g. ``(C,)`` for ``axis=1``).  ``None``
         leaves the term out, and its gradient is ``None``.
-    eps : float > 0, default=1e-5
-        Added to the variance before the square root.
+    {{eps}}
     axis : int or tuple of int, default=-1
         Feature axis or axes, as in :class:`~skbn.BatchNormalizer`: ``-1`` for
         ``(n_samples, n_features)`` or channels-last data, ``1`` for
@@ -370,6 +371,7 @@ def _per_sample_backward(
     )
 
 
+@shared_docs(backward="layer_norm_backward")
 def layer_norm_forward(
     x: ArrayLike,
     gamma: float | ArrayLike | None,
@@ -397,16 +399,12 @@ def layer_norm_forward(
         an array of their shape (or flat with as many values), like
         PyTorch's ``LayerNorm(normalized_shape)``.  ``None`` leaves the term
         out.
-    eps : float > 0, default=1e-5
+    {{eps}}
     axis : int or tuple of int, default=-1
         The axes normalized over (Keras' convention; PyTorch's
         ``normalized_shape`` is the trailing ones).  Not axis 0.
 
-    Returns
-    -------
-    y : ndarray of the shape, dtype and memory order of ``x``
-    cache : PerSampleCache
-        For :func:`layer_norm_backward`.
+    {{per_sample_returns}}
 
     Examples
     --------
@@ -458,6 +456,7 @@ def layer_norm_backward(
     return _per_sample_backward(dy, cache)
 
 
+@shared_docs(backward="group_norm_backward")
 def group_norm_forward(
     x: ArrayLike,
     gamma: float | ArrayLike | None,
@@ -477,22 +476,15 @@ def group_norm_forward(
 
     Parameters
     ----------
-    x : array-like of shape (N, C, ...) or (N, ..., C)
-        Input, at least 2-D, finite.
-    gamma, beta : float, array-like of shape (C,) or None
-        Per-channel scale and shift.
+    {{per_sample_x}}
     n_groups : int
         Number of groups; it must divide the number of channels.
-    eps : float > 0, default=1e-5
+    {{eps}}
     axis : int, default=1
         The channel axis: ``1`` for ``(N, C, H, W)`` (PyTorch), ``-1`` for
         channels-last (Keras).
 
-    Returns
-    -------
-    y : ndarray of the shape, dtype and memory order of ``x``
-    cache : PerSampleCache
-        For :func:`group_norm_backward`.
+    {{per_sample_returns}}
 
     Examples
     --------
@@ -530,6 +522,7 @@ def group_norm_backward(
     return _per_sample_backward(dy, cache)
 
 
+@shared_docs(backward="instance_norm_backward")
 def instance_norm_forward(
     x: ArrayLike,
     gamma: float | ArrayLike | None,
@@ -547,19 +540,12 @@ def instance_norm_forward(
 
     Parameters
     ----------
-    x : array-like of shape (N, C, ...) or (N, ..., C)
-        Input, at least 2-D, finite.
-    gamma, beta : float, array-like of shape (C,) or None
-        Per-channel scale and shift.
-    eps : float > 0, default=1e-5
+    {{per_sample_x}}
+    {{eps}}
     axis : int, default=1
         The channel axis.
 
-    Returns
-    -------
-    y : ndarray of the shape, dtype and memory order of ``x``
-    cache : PerSampleCache
-        For :func:`instance_norm_backward`.
+    {{per_sample_returns}}
 
     Examples
     --------

@@ -40,6 +40,7 @@ from ._core.views import (
     memory_order,
     restore_view,
 )
+from ._docstrings import shared_docs
 from ._state import StateMixin
 from ._validation import SpecMixin, validate_X
 from .batch_norm import TransformOutput
@@ -62,6 +63,22 @@ class _PerSampleNormalizer(
     _parameter_constraints: dict[str, list[Any]] = _params.PER_SAMPLE
     # Fitted state that save/load keep besides the public attributes.
     _state_private = ("_axes", "_fit_axis", "_ndim")
+
+    def __init__(
+        self,
+        *,
+        eps: float,
+        axis: Any,
+        gamma: float | ArrayLike | None,
+        beta: float | ArrayLike | None,
+    ) -> None:
+        # The parameters every per-sample normalizer has.  Each subclass
+        # states its defaults in a signature of its own, where scikit-learn
+        # reads the parameters from.
+        self.eps = eps
+        self.axis = axis
+        self.gamma = gamma
+        self.beta = beta
 
     def _view(self, X: np.ndarray) -> tuple[Any, Any]:
         """``X`` (C-contiguous) as ``(N, S1, G, Cg, S2)`` and the transpose used."""
@@ -164,6 +181,7 @@ class _PerSampleNormalizer(
         return tags
 
 
+@shared_docs
 class LayerNormalizer(_PerSampleNormalizer):
     """Layer normalization: each sample normalized over its own features.
 
@@ -172,13 +190,11 @@ class LayerNormalizer(_PerSampleNormalizer):
     Hinton 2016).  On ``(n_samples, n_features)`` data each row gets mean 0
     and variance 1 (before ``gamma`` and ``beta``).
 
-    The output has the dtype (float16, float32 or float64) and the memory
-    order of the input (see :mod:`skbn.per_sample`).
+    {{per_sample_output}}
 
     Parameters
     ----------
-    eps : float > 0, default=1e-5
-        Added to the variance before the square root.
+    {{eps}}
     axis : int or tuple of int, default=-1
         The axes normalized over (Keras' convention); not axis 0.
     gamma : float, array-like or None, default=None
@@ -190,9 +206,7 @@ class LayerNormalizer(_PerSampleNormalizer):
     ----------
     n_features_in_ : int
         Number of values along ``axis`` (the columns of 2-D data).
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Names of features seen during :meth:`fit`, when ``X`` has string
-        column names.
+    {{feature_names_in_}}
 
     See Also
     --------
@@ -222,16 +236,14 @@ class LayerNormalizer(_PerSampleNormalizer):
         gamma: float | ArrayLike | None = None,
         beta: float | ArrayLike | None = None,
     ) -> None:
-        self.eps = eps
-        self.axis = axis
-        self.gamma = gamma
-        self.beta = beta
+        super().__init__(eps=eps, axis=axis, gamma=gamma, beta=beta)
 
     def _view(self, X: np.ndarray) -> tuple[Any, Any]:
         x5, perm = layer_view(X, self.axis)
         return x5, perm
 
 
+@shared_docs
 class GroupNormalizer(_PerSampleNormalizer):
     """Group normalization: each sample's channels normalized in groups.
 
@@ -242,34 +254,23 @@ class GroupNormalizer(_PerSampleNormalizer):
     layer norm over the channels and positions; ``n_groups`` equal to the
     number of channels is instance norm.
 
-    The output has the dtype (float16, float32 or float64) and the memory
-    order of the input (see :mod:`skbn.per_sample`).
+    {{per_sample_output}}
 
     Parameters
     ----------
     n_groups : int >= 1
         Number of groups; it must divide the number of channels.
-    eps : float > 0, default=1e-5
-        Added to the variance before the square root.
+    {{eps}}
     axis : int, default=1
         The channel axis: ``1`` for ``(N, C, H, W)`` and for the columns of
         2-D data, ``-1`` for channels-last images.
-    gamma : float, array-like of shape (n_channels,) or None, default=None
-        Per-channel scale.
-    beta : float, array-like of shape (n_channels,) or None, default=None
-        Per-channel shift.
-
-    Attributes
-    ----------
-    n_features_in_ : int
-        Number of channels.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Names of features seen during :meth:`fit`, when ``X`` has string
-        column names.
+    {{channel_affine_and_attributes}}
 
     See Also
     --------
     skbn.functional.group_norm_forward : The same, with a backward pass.
+    skbn.InstanceNormalizer : One channel per group.
+    skbn.LayerNormalizer : All the features of a sample together.
 
     Examples
     --------
@@ -295,15 +296,13 @@ class GroupNormalizer(_PerSampleNormalizer):
         beta: float | ArrayLike | None = None,
     ) -> None:
         self.n_groups = n_groups
-        self.eps = eps
-        self.axis = axis
-        self.gamma = gamma
-        self.beta = beta
+        super().__init__(eps=eps, axis=axis, gamma=gamma, beta=beta)
 
     def _view(self, X: np.ndarray) -> tuple[Any, Any]:
         return channel_view(X, self.axis, self.n_groups), None
 
 
+@shared_docs
 class InstanceNormalizer(_PerSampleNormalizer):
     """Instance normalization: each channel of each sample normalized alone.
 
@@ -313,32 +312,20 @@ class InstanceNormalizer(_PerSampleNormalizer):
     group.  On 2-D data a channel of a sample is one value, which normalizes
     to ``beta``.
 
-    The output has the dtype (float16, float32 or float64) and the memory
-    order of the input (see :mod:`skbn.per_sample`).
+    {{per_sample_output}}
 
     Parameters
     ----------
-    eps : float > 0, default=1e-5
-        Added to the variance before the square root.
+    {{eps}}
     axis : int, default=1
         The channel axis: ``1`` for ``(N, C, L)`` or ``(N, C, H, W)``,
         ``-1`` for channels-last data.
-    gamma : float, array-like of shape (n_channels,) or None, default=None
-        Per-channel scale.
-    beta : float, array-like of shape (n_channels,) or None, default=None
-        Per-channel shift.
-
-    Attributes
-    ----------
-    n_features_in_ : int
-        Number of channels.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-        Names of features seen during :meth:`fit`, when ``X`` has string
-        column names.
+    {{channel_affine_and_attributes}}
 
     See Also
     --------
     skbn.functional.instance_norm_forward : The same, with a backward pass.
+    skbn.GroupNormalizer : Several channels in each group.
 
     Examples
     --------
@@ -358,10 +345,7 @@ class InstanceNormalizer(_PerSampleNormalizer):
         gamma: float | ArrayLike | None = None,
         beta: float | ArrayLike | None = None,
     ) -> None:
-        self.eps = eps
-        self.axis = axis
-        self.gamma = gamma
-        self.beta = beta
+        super().__init__(eps=eps, axis=axis, gamma=gamma, beta=beta)
 
     def _view(self, X: np.ndarray) -> tuple[Any, Any]:
         return channel_view(X, self.axis, None), None

@@ -26,8 +26,9 @@ merged in order, so results are bit-identical for any thread count.
 
 Modules:
 
-* :mod:`.common`: the JIT option dicts, parallel kernels with
-  their serial twins, task ranges;
+* :mod:`.common`: the JIT option dicts, a parallel kernel and its serial
+  twin compiled by one decorator;
+* :mod:`.tasks`: how a kernel cuts its work (blocks, tasks, segment units);
 * :mod:`.formulas`: the per-block and per-feature formulas (merges, a
   block's M2, the coefficients, the running-statistics update);
 * :mod:`.lanes`: sums along a run in explicit lanes;
@@ -56,14 +57,7 @@ from .backward import (
     segments_grad_sums,
     sum_tasks,
 )
-from .common import (
-    IEEE,
-    JIT,
-    SUMS_JIT,
-    parallel_kernel,
-    segment_unit,
-    task_range,
-)
+from .common import IEEE, JIT, SUMS_JIT, parallel_kernel
 from .formulas import (
     MOMENTUM_POOLED,
     absolute_means,
@@ -119,6 +113,7 @@ from .sparse import (
     scale_by_slice,
     sum_tables,
 )
+from .tasks import segment_unit, task_range
 
 __all__ = [
     "BAD_INDEX",

@@ -4,7 +4,8 @@ the rows and segments layouts, with a flag for non-finite inputs."""
 import numpy as np
 from numba import prange
 
-from .common import JIT, block_count, block_range, parallel_kernel, split_index
+from .common import JIT, parallel_kernel
+from .tasks import block_count, block_range, split_index
 
 
 @parallel_kernel(JIT)

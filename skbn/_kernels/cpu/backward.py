@@ -38,18 +38,17 @@ Layouts, as in the moment kernels:
 import numpy as np
 from numba import njit, prange
 
-from .common import (
-    SUMS_JIT,
+from .common import SUMS_JIT, parallel_kernel
+from .lanes import grad_lane_sums, scaled_grad_lane_sums, scratch_lanes
+from .moments import rows_moments, segments_moments
+from .tasks import (
     block_count,
     block_range,
-    parallel_kernel,
     segment_unit,
     segment_units,
     split_index,
     task_range,
 )
-from .lanes import grad_lane_sums, scaled_grad_lane_sums, scratch_lanes
-from .moments import rows_moments, segments_moments
 
 # Compiled code calls a module-level function, not an attribute of one.
 rows_moments_serial = rows_moments.serial

@@ -12,16 +12,7 @@ bit-identical for any thread count.
 import numpy as np
 from numba import njit, prange
 
-from .common import (
-    SUMS_JIT,
-    block_count,
-    block_range,
-    parallel_kernel,
-    segment_unit,
-    segment_units,
-    task_range,
-    task_tables,
-)
+from .common import SUMS_JIT, parallel_kernel
 from .formulas import (
     absolute_means,
     chan_merge,
@@ -33,6 +24,14 @@ from .formulas import (
     shifted_m2,
 )
 from .lanes import lane_sums, masked_lane_sums, scratch_lanes
+from .tasks import (
+    block_count,
+    block_range,
+    segment_unit,
+    segment_units,
+    task_range,
+    task_tables,
+)
 
 # Groups of channels that channels_moments hands to the threads.
 _CHANNEL_GROUPS = 256

@@ -28,8 +28,9 @@ before any of them runs: they trust ``indptr`` and ``indices``.
 import numpy as np
 from numba import njit, prange
 
-from .common import IEEE, JIT, parallel_kernel, task_range, task_tables
+from .common import IEEE, JIT, parallel_kernel
 from .formulas import corrected_m2, ratio
+from .tasks import task_range, task_tables
 
 #: :func:`check_structure`'s answers.
 VALID = 0
