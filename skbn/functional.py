@@ -15,7 +15,7 @@ and ``beta``::
     y, cache = batch_norm_forward(x, gamma, beta, axis=-1)
     dx, dgamma, dbeta = batch_norm_backward(dy, cache)
 
-The statistics come from :func:`skbn._moments.moments`, the routine that
+The statistics come from :func:`skbn._core.moments.moments`, the routine that
 :class:`~skbn.BatchNormalizer` uses too: mergeable moments accumulated in
 float64, bit-identical for any thread count.  The backward pass is the closed
 form (see :mod:`skbn._kernels.cpu.backward`): one reduction and one fused pass

@@ -1,7 +1,7 @@
 """Numba CPU kernels, split by job.
 
 Every kernel takes validated, C-contiguous float32/float64 arrays and checks
-nothing; the wrappers in :mod:`skbn._moments` validate, choose the layout and
+nothing; the wrappers in :mod:`skbn._core` validate, choose the layout and
 allocate.  Two layouts cover every supported input without copying it:
 
 * rows ``(n, d)``: statistics per column (2-D data, channels-last images);

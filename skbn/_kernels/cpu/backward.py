@@ -4,7 +4,7 @@ per-sample (layer, group, instance) normalize step.
 Like the other CPU kernels, every kernel takes validated, C-contiguous
 arrays and checks nothing; :mod:`skbn.functional` validates, chooses the
 layout and allocates.  Mean and variance are never computed here: they come
-from :func:`skbn._moments.moments`, the one implementation shared by every
+from :func:`skbn._core.moments.moments`, the one implementation shared by every
 path.
 
 Backward of a normalization over a group of ``M`` values (Ioffe and Szegedy
@@ -70,7 +70,7 @@ def chunked_moments(x, chunk, seg_len, transpose):
 
     The statistics of the per-sample norms are per sample and group: the
     features of this view are the rows of the batch, up to millions, too
-    many for the per-task arrays of :func:`skbn._moments.moments`.  So its
+    many for the per-task arrays of :func:`skbn._core.moments.moments`.  So its
     kernels run here on ``chunk`` features at a time, in parallel, each
     feature reduced whole by one call: :func:`~skbn._kernels.cpu.
     segments_moments` for long rows, and for short rows

@@ -105,7 +105,7 @@ def rows_moments(x, block, n_tasks, ref=None):
     ``ref``, the per-column reference ``K`` of :func:`shift_reference`, is
     taken from ``x`` when omitted and the means come back absolute; given,
     the means come back relative to it (``mean - ref``), for a caller that
-    merges them further (the fold of :mod:`skbn._moments`).
+    merges them further (the fold of :mod:`skbn._core`).
 
     Each block is reduced in a single streaming pass of shifted sums
     ``S1 = sum(x - k)`` and ``S2 = sum((x - k)**2)`` with ``k`` the task's

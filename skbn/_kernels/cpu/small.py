@@ -5,7 +5,7 @@ batches of a few hundred rows, where each kernel dispatch and each Python
 step costs as much as the arithmetic.  These compose the kernels of the
 other modules (no second implementation of any formula) into a single
 dispatch for the rows layout with one task and the serial kernels, the
-configuration that skbn._moments chooses for such inputs, so the results
+configuration that skbn._core.plan chooses for such inputs, so the results
 are bit-identical to the general path.
 """
 

@@ -23,7 +23,7 @@ Statistics (two levels, float64 accumulation whatever the input dtype):
    kernel also writes the per-feature ``scale`` and ``shift`` that the
    normalize kernel reads.  Only the merged moments (three numbers per
    feature) are copied to the host, where the running statistics are updated
-   by the same routine as on the CPU (:func:`skbn._moments.ema_update`).
+   by the same routine as on the CPU (:func:`skbn._core.moments.ema_update`).
 
 Every merge, in a block and across blocks, is the Chan-Golub-LeVeque update
 :func:`skbn._kernels.cpu.chan_merge`, compiled for the device from the same

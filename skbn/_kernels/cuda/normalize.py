@@ -84,7 +84,7 @@ def launch_affine(x3, out3, ws):
 def affine(x3, shift, scale, offset, out3, host_error, *, alloc, key=None, stream=0):
     """``out3 = (x3 - shift) * scale + offset`` per feature, on the device.
 
-    The CUDA counterpart of :func:`skbn._moments.affine`; ``host_error`` is
+    The CUDA counterpart of :func:`skbn._core.norm.affine`; ``host_error`` is
     called when an input is infinite.
     """
     ws = workspace(x3.shape[1], 0, alloc, key, stream)

@@ -214,7 +214,7 @@ def _finite(mean, m2):
 def moments(x3, w, host_error, *, alloc, key=None, stream=0):
     """Moments of each feature of the device array ``x3`` (outer, d, inner).
 
-    The CUDA counterpart of :func:`skbn._moments.moments`: a dense pass first
+    The CUDA counterpart of :func:`skbn._core.moments.moments`: a dense pass first
     (no NaN test in the loop), the NaN-skipping pass only when the dense
     result is not finite or when weighted.
 
