@@ -22,7 +22,9 @@ docstring, before rendering:
 from __future__ import annotations
 
 import inspect
+import pathlib
 import re
+import sys
 from typing import Any
 
 import griffe
@@ -30,6 +32,9 @@ import griffe
 _ROLE = re.compile(
     r":(?:py:)?(?:meth|func|class|attr|mod|obj|data|exc|const):`(~?)([^`]+)`"
 )
+_ROOT = pathlib.Path(__file__).resolve().parents[1]
+# griffe imports with exactly these paths: this checkout first, then the rest.
+_PATHS = [str(_ROOT), *sys.path]
 _BORDER = re.compile(r"^( *)(=+)( +=+)+ *$")
 
 
@@ -184,9 +189,12 @@ def _as_imported(obj: griffe.Object) -> str:
     assert obj.docstring is not None
     if "{{" not in obj.docstring.value:
         return obj.docstring.value
-    runtime = griffe.dynamic_import(obj.path)
-    if isinstance(runtime, property):
-        runtime = runtime.fget
+    # The skbn of this checkout, not another one installed.
+    runtime = griffe.dynamic_import(obj.path, import_paths=_PATHS)
+    module = griffe.dynamic_import(obj.module.path, import_paths=_PATHS)
+    source = pathlib.Path(inspect.getfile(module)).resolve()
+    if not source.is_relative_to(_ROOT):
+        raise RuntimeError(f"{obj.path} was imported from {source}, not {_ROOT}")
     return inspect.cleandoc(runtime.__doc__)
 
 

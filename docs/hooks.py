@@ -1,8 +1,9 @@
 """mkdocs hooks: the version in the header; the saved benchmark results.
 
 The header shows ``skbn <version>``, read from ``skbn/__init__.py`` at build
-time so it cannot go stale (the package is not imported: the build needs no
-Numba).
+time so it cannot go stale (this hook imports nothing of the package; the
+API pages do, through ``docs/griffe_rst.py``, for the docstrings that name
+shared pieces).
 
 ``docs/benchmarks.md`` includes ``benchmarks/README.md``, whose links to
 ``results-*.txt`` are relative to ``benchmarks/``.  Copying those files into

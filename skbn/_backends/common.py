@@ -8,11 +8,13 @@ so that every refusal is a ``ValueError`` whatever the call's arguments.
 __all__ = ["never_small", "refused"]
 
 
-def refused(message):
+def refused(name, message):
     """A backend operation that raises ``ValueError(message)`` when called.
 
     Parameters
     ----------
+    name : str
+        The operation's name, for tracebacks.
     message : str
         What the user reads: what was refused, what came, what to do.
 
@@ -25,6 +27,7 @@ def refused(message):
     def refuse(*args, **kwargs):
         raise ValueError(message)
 
+    refuse.__name__ = refuse.__qualname__ = name
     refuse.__doc__ = f"Refused: {message}"
     return refuse
 

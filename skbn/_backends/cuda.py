@@ -165,8 +165,9 @@ def train_forward(layout, sample_weight, gamma, beta, eps, feature_names=None):
 
 # Ghost batches and Batch Renormalization run on the CPU only.
 train_normalize = refused(
+    "train_normalize",
     "renorm and virtual_batch_size run on the CPU only; got CUDA "
-    "input (or device='cuda'). Use device='cpu' with host data."
+    "input (or device='cuda'). Use device='cpu' with host data.",
 )
 
 

@@ -292,7 +292,8 @@ def train_forward(layout, sample_weight, gamma, beta, eps, feature_names=None):
 
 # Ghost batches and Batch Renormalization need in-memory data.
 train_normalize = refused(
-    "renorm and virtual_batch_size need in-memory (NumPy) input; got a dask array."
+    "train_normalize",
+    "renorm and virtual_batch_size need in-memory (NumPy) input; got a dask array.",
 )
 
 

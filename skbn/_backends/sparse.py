@@ -167,11 +167,12 @@ def moments(layout, sample_weight, feature_names=None):
 
 
 # Normalizing by the batch's mean would densify.
-train_forward = refused(CENTER_ERROR)
+train_forward = refused("train_forward", CENTER_ERROR)
 # Ghost batches and Batch Renormalization need dense input.
 train_normalize = refused(
+    "train_normalize",
     "renorm and virtual_batch_size take dense input only; got a "
-    "scipy.sparse X. Densify it with X.toarray() or drop them."
+    "scipy.sparse X. Densify it with X.toarray() or drop them.",
 )
 
 

@@ -390,6 +390,6 @@ def count_inf(data):
     """
     k = 0
     for p in prange(data.size):
-        if np.isinf(data[p]):
+        if np.isinf(data[_at(p)]):
             k += 1
     return k
