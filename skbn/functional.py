@@ -63,7 +63,6 @@ from ._core.moments import ema_update
 from ._core.views import (
     Layout,
     channel_view,
-    follow,
     kernel_dtype,
     layer_view,
     memory_order,
@@ -345,7 +344,7 @@ def _per_sample_forward(
         order,
         dtype,
     )
-    return follow(restore_view(y5, shape, perm), order, dtype), cache
+    return restore_view(y5, shape, perm, order, dtype), cache
 
 
 def _channels(x: np.ndarray, axis: Any, n_groups: Any) -> tuple[Any, None]:
@@ -365,7 +364,7 @@ def _per_sample_backward(
     )
     dtype = cache.dtype
     return (
-        follow(restore_view(dx5, cache.shape, cache.perm), cache.order, dtype),
+        restore_view(dx5, cache.shape, cache.perm, cache.order, dtype),
         shaped_grad(dgamma, cache.gamma_shape, dtype),
         shaped_grad(dbeta, cache.beta_shape, dtype),
     )

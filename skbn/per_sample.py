@@ -34,7 +34,6 @@ from ._backends import dask
 from ._core.groups import groups_normalize
 from ._core.views import (
     channel_view,
-    follow,
     kernel_dtype,
     layer_view,
     memory_order,
@@ -94,7 +93,7 @@ class _PerSampleNormalizer(
         gamma = _params.affine_vector(self.gamma, n_ch, "gamma")
         beta = _params.affine_vector(self.beta, n_ch, "beta")
         y5, _, _ = groups_normalize(x5, gamma, beta, float(self.eps), training=False)
-        return follow(restore_view(y5, X.shape, perm), order, dtype)
+        return restore_view(y5, X.shape, perm, order, dtype)
 
     def fit(self, X: Any, y: object = None) -> "Self":
         """Check ``X`` and record its number of features; nothing is learned.

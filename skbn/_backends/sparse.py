@@ -188,7 +188,7 @@ def output_buffer(layout, copy, feature_names=None):
     """
     if copy or not (layout.own or layout.c.data.flags.writeable):
         return None
-    if not (layout.own or canonical(layout).X is layout.X):
+    if not (layout.own or layout.canonical or core_sparse.is_canonical(layout.c)):
         return None  # the user's X in place only when canonical
     core_sparse.check_no_inf(layout.c, feature_names)
     return layout

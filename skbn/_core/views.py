@@ -354,11 +354,6 @@ def laid_out(y, order, dtype):
     return out
 
 
-def like(y, X, dtype):
-    """``y`` in ``X``'s memory order (see :func:`laid_out`) and ``dtype``."""
-    return laid_out(y, memory_order(X), dtype)
-
-
 def follow(y, order, dtype):
     """``y`` itself when it already lies in ``order`` and is of ``dtype``,
     else :func:`laid_out` (axes of length 1 lie anywhere).
@@ -447,20 +442,27 @@ def channel_view(x, axis, n_groups):
     return x.reshape(x.shape[0], s1, int(n_groups), n_ch // int(n_groups), s2)
 
 
-def restore_view(a5, shape, perm):
-    """A result of a per-sample view in the input's ``shape`` (undoing ``perm``).
+def restore_view(a5, shape, perm, order, dtype):
+    """A result of a per-sample view in the input's ``shape`` (undoing
+    ``perm``), memory ``order`` and ``dtype`` (see :func:`follow`).
 
     Parameters
     ----------
     a5 : ndarray
     shape : tuple of int
     perm : list of int or None
+    order : list of int
+        The input's :func:`memory_order`.
+    dtype : numpy.dtype
+        The input's dtype.
 
     Returns
     -------
     ndarray
     """
     if perm is None:
-        return a5.reshape(shape)
-    moved = tuple(shape[p] for p in perm)
-    return a5.reshape(moved).transpose(np.argsort(perm))
+        a = a5.reshape(shape)
+    else:
+        moved = tuple(shape[p] for p in perm)
+        a = a5.reshape(moved).transpose(np.argsort(perm))
+    return follow(a, order, dtype)
