@@ -133,18 +133,20 @@ class NumpyPeer(Peer):
         mean, var = self._statistics(X)
         return (X - mean) / np.sqrt(var + self.epsilon)
 
-    def partial_fit(self, X):
+    def _update(self, X):
+        """Fold the batch's statistics into the running ones; return them."""
         mean, var = self._statistics(X)
         m = self.momentum
         self.running_mean = m * self.running_mean + (1 - m) * mean
         self.running_var = m * self.running_var + (1 - m) * var
+        return mean, var
+
+    def partial_fit(self, X):
+        self._update(X)
         return self
 
     def partial_fit_transform(self, X):
-        mean, var = self._statistics(X)
-        m = self.momentum
-        self.running_mean = m * self.running_mean + (1 - m) * mean
-        self.running_var = m * self.running_var + (1 - m) * var
+        mean, var = self._update(X)
         return (X - mean) / np.sqrt(var + self.epsilon)
 
     def inverse_transform(self, X):
