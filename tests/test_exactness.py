@@ -102,6 +102,34 @@ def test_docs_example_is_exactly_a_quarter():
     assert bn.running_mean_.tolist() == [1e6, 1e6 + 0.5]
 
 
+@SETTINGS
+@given(
+    value=st.floats(-1e6, 1e6, allow_nan=False, width=32),
+    outlier=st.floats(-1e6, 1e6, allow_nan=False, width=32),
+    shape=st.sampled_from([(7, 3), (7, 1, 3, 4), (2, 3, 5, 8)]),
+    axis=st.sampled_from([1, -1]),
+    data=st.data(),
+)
+@example(  # found by the test above: a weight-0 outlier among the first values
+    value=1.0, outlier=11.0, shape=(7, 1, 3, 4), axis=1, data=None
+)
+def test_weighted_constant_is_exact_whatever_its_weight_0_values(
+    value, outlier, shape, axis, data
+):
+    # Values of weight 0 are not in the statistics: the weighted values of a
+    # feature all equal give exactly that mean and a variance of exactly 0,
+    # wherever the weight-0 values lie and whatever they hold.
+    X = np.full(shape, value, np.float32)
+    n = shape[0]
+    zero = 0 if data is None else data.draw(st.integers(0, n - 1))
+    X[zero] = outlier
+    w = np.linspace(0.5, 3.0, n)
+    w[zero] = 0.0
+    bn = BatchNormalizer(axis=axis, momentum=None).fit(X, sample_weight=w)
+    assert (bn.running_var_ == 0.0).all()
+    assert (bn.running_mean_ == np.float64(np.float32(value))).all()
+
+
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 @SETTINGS
 @given(data=st.data())
@@ -116,8 +144,8 @@ def test_fit_within_two_pass_on_every_layout(layout, data):
     within_two_pass(np.where(has, got_var, exact_var), X, axis, weights)
     # The mean is within a few ulps of its own magnitude plus a few of the
     # spread: no leak of the offset's rounding into the variance, above.  The
-    # spread is that of all the feature's values, weighted or not: a value of
-    # weight 0 still sets the reference the deviations are summed around.
+    # spread is that of all the feature's values, weighted or not: a bound
+    # whichever of them set the reference the deviations are summed around.
     got_mean = bn.running_mean_.reshape(-1)
     sel = has
     spread = np.sqrt(np.maximum(exact_var, naive.exact_moments(X, axis)[1]))

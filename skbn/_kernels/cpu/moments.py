@@ -41,7 +41,7 @@ _SHIFT_ROWS = 16
 
 
 @njit(**SUMS_JIT)
-def shift_reference(x3):
+def shift_reference(x3, w2=None):
     """Per-channel reference ``K`` of ``x3`` (outer, c, inner) for exact means.
 
     The moment kernels merge their blocks' means *relative to* ``K``
@@ -58,6 +58,11 @@ def shift_reference(x3):
     constant channel.  It depends on the data only (not on the number of
     tasks), so results stay bit-identical for any thread count.  A channel
     without values gets 0.
+
+    With weights ``w2`` (``(outer, inner)``, those of the masked kernels) a
+    value of weight 0 is not one of them: it is not in the statistics, and a
+    constant among the weighted values must be ``K`` exactly, or its M2
+    comes out as rounding (1e-30) instead of 0.
     """
     outer, c, inner = x3.shape
     ref = np.zeros(c)
@@ -68,7 +73,10 @@ def shift_reference(x3):
         for o in range(outer):
             for i in range(inner):
                 v = x3[o, ch, i]
-                if v == v:
+                present = v == v
+                if w2 is not None:
+                    present = present and w2[o, i] > 0.0
+                if present:
                     if k == 0:
                         first = float(v)
                     else:
@@ -198,7 +206,7 @@ def rows_moments_masked(x, w, block, n_tasks, ref=None):
     exactly its value as mean and exactly 0 as M2, whatever the weights.
     """
     n, d = x.shape
-    k0 = shift_reference(x.reshape(n, d, 1)) if ref is None else ref
+    k0 = shift_reference(x.reshape(n, d, 1), w) if ref is None else ref
     cnt, mean, m2 = task_tables(n_tasks, d)
     for t in prange(n_tasks):
         b0, b1 = task_range(t, n_tasks, block_count(n, block))
@@ -364,7 +372,7 @@ def segments_moments_masked(x, w, seg_len, n_tasks, ref=None):
     ``w`` has shape ``(outer, inner)`` (any strides, zero strides allowed);
     ``ref`` as in :func:`rows_moments`.
     """
-    k0 = shift_reference(x) if ref is None else ref
+    k0 = shift_reference(x, w) if ref is None else ref
     cnt, mean, m2 = _segments_tables(x, w, seg_len, n_tasks, k0, True)
     out = merge_task_moments(cnt, mean, m2)
     if ref is None:
